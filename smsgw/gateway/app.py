@@ -1,0 +1,66 @@
+"""``create_app(settings)``: the gateway's routes, middlewares and resources, ready for ``web.run_app``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from smsgw.gateway import admin, callbacks, events, facade, messages, ops
+from smsgw.gateway.auth import Authenticator, bearer_token
+from smsgw.gateway.context import CLIENT, GATEWAY, Gateway
+from smsgw.gateway.events import BLOCK_MS
+from smsgw.gateway.observe import observe
+from smsgw.gateway.problems import problems
+from smsgw.gateway.ratelimit import enforce_client_rate
+from smsgw.lua import Scripts
+from smsgw.metrics import GatewayMetrics
+from smsgw.redisdb import REDIS_ERRORS, connect, durability
+from smsgw.settings import MAX_BODY_BYTES, Settings
+
+__all__ = ["create_app"]
+
+log = structlog.get_logger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Paths under /v1 that authenticate themselves (the facade takes uBill-style keys) or are public.
+_SELF_AUTH = ("/v1/sms/", "/v1/openapi.json")
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    path = request.path
+    if path.startswith("/v1/") and not path.startswith(_SELF_AUTH):
+        gw = request.app[GATEWAY]
+        client = gw.auth.require(bearer_token(request))
+        request[CLIENT] = client
+        await enforce_client_rate(gw, client)
+    return await handler(request)
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    gw = app[GATEWAY]
+    try:
+        gw.durability = await durability(gw.redis)
+        if not gw.durability.durable:
+            log.warning("redis.not_durable", **gw.durability.as_dict(),
+                        detail="accepted work can be lost if Redis crashes: run appendonly yes, appendfsync always")
+    except REDIS_ERRORS as exc:
+        log.error("redis.unreachable_at_start", error=type(exc).__name__)
+    yield
+    await gw.redis.aclose()
+    await gw.blocking.aclose()
+
+
+def create_app(settings: Settings) -> web.Application:
+    redis = connect(settings)
+    gateway = Gateway(
+        settings=settings, redis=redis, blocking=connect(settings, blocking=BLOCK_MS / 1000),
+        scripts=Scripts.load(redis), metrics=GatewayMetrics(), auth=Authenticator(settings.clients),
+    )
+    app = web.Application(middlewares=[observe, problems, authenticate], client_max_size=MAX_BODY_BYTES)
+    app[GATEWAY] = gateway
+    for module in (messages, callbacks, facade, events, admin, ops):
+        app.add_routes(module.routes)
+    app.cleanup_ctx.append(_resources)
+    return app

@@ -1,0 +1,74 @@
+"""``GET /callbacks/ubill``: uBill's delivery callbacks, validated, applied by one Lua call, answered fast.
+
+Plain-text answers: uBill reads no bodies, only the status code (2xx = done, anything else = retry).
+"""
+
+from __future__ import annotations
+
+import hmac
+from ipaddress import ip_address
+
+import structlog
+from aiohttp import web
+
+from smsgw.clock import now_ms
+from smsgw.delivery import apply_provider_status
+from smsgw.gateway.context import GATEWAY, Gateway
+from smsgw.phones import mask
+from smsgw.statuses import TERMINAL
+from smsgw.ubill import Callback, parse_callback
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+log = structlog.get_logger(__name__)
+
+
+def _allowed(gw: Gateway, request: web.Request) -> bool:
+    networks = gw.settings.callback_allowed_ips
+    if not networks:
+        return True
+    try:
+        peer = ip_address(request.remote or "")
+    except ValueError:
+        return False
+    return any(peer in network for network in networks)
+
+
+def _key_ok(gw: Gateway, request: web.Request) -> bool:
+    given = request.query.get("key", "").encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(given, gw.settings.callback_key.reveal().encode())
+
+
+@routes.get("/callbacks/ubill")
+async def ubill_callback(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    if not _allowed(gw, request):
+        gw.metrics.callbacks.labels("-", "forbidden_ip").inc()
+        return web.Response(status=403, text="Forbidden")
+    if not _key_ok(gw, request):
+        gw.metrics.callbacks.labels("-", "bad_key").inc()
+        log.warning("callback.bad_key", peer=request.remote)
+        return web.Response(status=403, text="Forbidden")
+    try:
+        callback = parse_callback(request.query)
+    except ValueError as exc:
+        gw.metrics.callbacks.labels("-", "bad_request").inc()
+        return web.Response(status=400, text=f"Bad Request: {exc}")
+    await apply_callback(gw, callback)
+    return web.Response(text="OK")
+
+
+async def apply_callback(gw: Gateway, callback: Callback) -> str:
+    occurred = int(callback.occurred_at.timestamp() * 1000)
+    applied = await apply_provider_status(gw.scripts, gw.settings, callback.sms_id, callback.number,
+                                          callback.status_id, occurred)
+    gw.metrics.callbacks.labels(applied.status, applied.outcome).inc()
+    if applied.outcome in ("applied", "adopted") and applied.status in TERMINAL and applied.created_ms:
+        elapsed = max(0.0, (now_ms() - applied.created_ms) / 1000)
+        gw.metrics.final_latency.labels(applied.lane, applied.status).observe(elapsed)
+    quiet = applied.outcome in ("applied", "duplicate")
+    (log.debug if quiet else log.info)(
+        "callback", sms_id=callback.sms_id, number=mask(callback.number), status=applied.status,
+        outcome=applied.outcome)
+    return applied.outcome

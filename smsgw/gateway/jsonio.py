@@ -1,0 +1,31 @@
+"""Reading JSON bodies and writing JSON answers the same way in every handler."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from smsgw.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
+from smsgw.settings import MAX_BODY_BYTES
+
+__all__ = ["json_response", "read_json"]
+
+
+async def read_json(request: web.Request) -> Any:
+    """The body as JSON: 415 when it is not declared JSON, 413 when too large, 400 when malformed."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise PayloadTooLarge("the request body is larger than 1 MiB")
+    if request.content_type != "application/json" and not request.content_type.endswith("+json"):
+        raise UnsupportedMedia("send a JSON body with 'Content-Type: application/json'")
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=json.dumps(data, ensure_ascii=False).encode(), status=status,
+                        content_type="application/json")

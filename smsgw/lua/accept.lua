@@ -1,0 +1,38 @@
+-- Accept a message: its hash, its arq jobs and their lane entries, written together or not at all.
+-- KEYS[1] message hash   KEYS[2] lane queue (arq zset)   KEYS[3] lane wake list
+-- KEYS[4] idempotency key (or '')   KEYS[5] facade counter (or '')
+-- ARGV[1] ttl seconds   ARGV[2] due ms (queue score)   ARGV[3] idempotency value ('' = none)
+-- ARGV[4] message id    ARGV[5] field count F, then F field/value pairs (meta + recipients + units)
+-- then unit count U, then U triples: job key, job payload, job id
+-- Returns {1, facade_id or ''} when written, {0} when the message id already exists.
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
+local ttl = tonumber(ARGV[1])
+local i = 6
+local nfields = tonumber(ARGV[5])
+local last = i + 2 * nfields - 1
+while i <= last do
+  local j = math.min(i + 1999, last)
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, j))
+  i = j + 1
+end
+local nunits = tonumber(ARGV[i])
+i = i + 1
+local due = ARGV[2]
+for _ = 1, nunits do
+  redis.call('SET', ARGV[i], ARGV[i + 1], 'EX', ttl)
+  redis.call('ZADD', KEYS[2], due, ARGV[i + 2])
+  i = i + 3
+end
+local facade_id = ''
+if KEYS[5] ~= '' then
+  facade_id = redis.call('INCR', KEYS[5])
+  redis.call('SET', PREFIX .. 'facade:' .. facade_id, ARGV[4], 'EX', ttl)
+  redis.call('HSET', KEYS[1], 'fid', facade_id)
+end
+redis.call('EXPIRE', KEYS[1], ttl)
+if KEYS[4] ~= '' and ARGV[3] ~= '' then
+  redis.call('SET', KEYS[4], ARGV[3], 'EX', {{IDEMPOTENCY_TTL}})
+end
+redis.call('LPUSH', KEYS[3], '1')
+redis.call('LTRIM', KEYS[3], 0, {{WAKE_CAP}} - 1)
+return {1, tostring(facade_id)}

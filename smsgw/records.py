@@ -1,0 +1,146 @@
+"""The message record: how a message lives in its Redis hash, and how it reads as the API resource.
+
+Field layout is documented in ``smsgw.keys``; the Lua scripts read and write the same compact strings.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from smsgw import keys
+from smsgw.clock import iso, now_ms
+
+__all__ = ["NewMessage", "Recipient", "Unit", "new_message_id", "resource"]
+
+DISPATCH_FUNCTION = "dispatch"
+
+
+class Recipient(NamedTuple):
+    number: str
+    status: str
+    updated_ms: int
+    sms_id: str
+    status_id: str
+    error: str
+
+    @classmethod
+    def parse(cls, number: str, raw: str) -> Recipient:
+        status, updated, sms_id, status_id, error = raw.split("|", 4)
+        return cls(number, status, int(updated or 0), sms_id, status_id, error)
+
+
+class Unit(NamedTuple):
+    k: int
+    state: str
+    owner: str
+    sms_id: str
+    tries: int
+    reason: str
+
+    @classmethod
+    def parse(cls, k: int, raw: str) -> Unit:
+        state, owner, sms_id, tries, reason = raw.split("|", 4)
+        return cls(k, state, owner, sms_id, int(tries or 0), reason)
+
+
+def new_message_id() -> str:
+    """Sortable by creation time (hex milliseconds first), unguessable after that."""
+    return f"msg_{now_ms():011x}{secrets.token_hex(8)}"
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A validated message about to be written; ``units`` are the numbers of each uBill call."""
+
+    id: str
+    client: str
+    lane: str
+    brand_id: int
+    text: str
+    reference: str | None
+    segments: int
+    encoding: str
+    created_ms: int
+    send_at_ms: int | None
+    expires_ms: int
+    stop_list: bool
+    units: tuple[tuple[str, ...], ...]
+
+    @property
+    def initial_status(self) -> str:
+        return "scheduled" if self.send_at_ms is not None else "queued"
+
+    @property
+    def due_ms(self) -> int:
+        return self.send_at_ms if self.send_at_ms is not None else self.created_ms
+
+    def fields(self) -> dict[str, str]:
+        """Everything the hash holds at acceptance, meta, units and recipients."""
+        out = {
+            "c": self.client, "p": self.lane, "b": str(self.brand_id), "t": self.text,
+            "ref": self.reference or "", "seg": str(self.segments), "enc": self.encoding,
+            "ca": str(self.created_ms), "sa": "" if self.send_at_ms is None else str(self.send_at_ms),
+            "ea": str(self.expires_ms), "sl": "1" if self.stop_list else "0",
+            "n": str(sum(len(u) for u in self.units)), "u": str(len(self.units)),
+        }
+        recipient = f"{self.initial_status}|{self.created_ms}|||"
+        for k, numbers in enumerate(self.units):
+            out[f"u:{k}"] = "new||||"
+            out[f"n:{k}"] = ",".join(numbers)
+            for number in numbers:
+                out[f"r:{number}"] = recipient
+        return out
+
+    def jobs(self) -> list[tuple[str, str, str]]:
+        """(arq job key, arq job record, job id) per unit; arq's own record format, serialised as JSON."""
+        out = []
+        for k, numbers in enumerate(self.units):
+            job_id = keys.unit_id(self.id, k)
+            record = {"t": None, "f": DISPATCH_FUNCTION, "a": [self.id, k, len(numbers)], "k": {},
+                      "et": self.created_ms}
+            out.append((keys.job(job_id), json.dumps(record, separators=(",", ":")), job_id))
+        return out
+
+
+def resource(message_id: str, fields: dict[str, str]) -> dict[str, Any]:
+    """The contract's message resource from a message hash (or from ``NewMessage.fields``)."""
+    recipients = [Recipient.parse(number, fields[f"r:{number}"]) for number in numbers_in_order(fields)]
+    counts = Counter(r.status for r in recipients)
+    send_at = fields.get("sa") or ""
+    return {
+        "id": message_id,
+        "status": next(iter(counts)) if len(counts) == 1 else "mixed",
+        "counts": dict(counts),
+        "priority": fields["p"],
+        "brand_id": int(fields["b"]),
+        "reference": fields.get("ref") or None,
+        "segments": int(fields["seg"]),
+        "encoding": fields["enc"],
+        "created_at": iso(int(fields["ca"])),
+        "send_at": iso(int(send_at)) if send_at else None,
+        "expires_at": iso(int(fields["ea"])),
+        "recipients": [
+            {
+                "number": r.number,
+                "status": r.status,
+                "provider_sms_id": r.sms_id or None,
+                "updated_at": iso(r.updated_ms),
+                "error": r.error or None,
+            }
+            for r in recipients
+        ],
+    }
+
+
+def numbers_in_order(fields: dict[str, str]) -> list[str]:
+    """The message's numbers in request order (a large Redis hash does not keep insertion order)."""
+    count = int(fields.get("u", "0"))
+    return [n for k in range(count) for n in fields.get(f"n:{k}", "").split(",") if n]
+
+
+def units_of(fields: dict[str, str]) -> list[Unit]:
+    return [Unit.parse(int(f[2:]), v) for f, v in fields.items() if f.startswith("u:")]

@@ -1,0 +1,245 @@
+"""Everything the project knows about uBill's API, in one module (see shared/ubill-api.md).
+
+Base URL, parameter names, statusID tables, the local time zone, answer and callback parsing, and the
+classification of every outcome into accepted / ``ProviderRefused`` / ``ProviderUnavailable`` /
+``ProviderOutcomeUnknown``. A correction to what we know of uBill is a change to this file only.
+
+The API key travels in the query string of GET calls, so no URL built here is ever put in a message,
+a log line or a chained exception: errors are rebuilt from the exception's class and raised ``from None``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+import aiohttp
+from yarl import URL
+
+from smsgw.errors import ProviderOutcomeUnknown, ProviderRefused, ProviderUnavailable
+from smsgw.settings import Secret
+
+__all__ = [
+    "REFUSALS",
+    "Callback",
+    "UbillClient",
+    "numbers_per_call",
+    "parse_callback",
+]
+
+TBILISI: Final = ZoneInfo("Asia/Tbilisi")
+DATE_FORMAT: Final = "%Y-%m-%d %H:%M:%S"  # callbacks
+SEND_TIME_FORMAT: Final = "%Y-%m-%d %H:%M"  # sendTime
+
+# Send refusals (statusID != 0), as seen in public clients.
+REFUSALS: Final[dict[int, str]] = {
+    10: "brand not found",
+    20: "numbers not found",
+    30: "empty text",
+    40: "insufficient balance",
+    50: "no valid numbers",
+    90: "JSON error",
+    99: "general error",
+}
+_KEY_ALLOWANCE = 80  # the gateway splits batches without knowing the worker's key: assume one this long
+_MAX_NUMBER_LENGTH = 15  # E.164
+_SMS_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_NUMBER = re.compile(r"^\d{6,15}$")
+
+
+@dataclass(frozen=True)
+class Callback:
+    sms_id: str
+    number: str
+    status_id: int
+    occurred_at: datetime
+
+
+def refusal_reason(status_id: int) -> str:
+    return REFUSALS.get(status_id, f"unknown statusID {status_id}")
+
+
+def send_params(numbers: list[str], text: str, brand_id: int, otp: bool, stop_list: bool) -> dict[str, str]:
+    params = {"brandID": str(brand_id), "numbers": ",".join(numbers), "text": text}
+    if not stop_list:
+        params["stopList"] = "false"
+    if otp:
+        params["otp"] = "true"
+    return params
+
+
+def numbers_per_call(
+    base_url: str, text: str, brand_id: int, otp: bool, stop_list: bool, max_url_length: int, batch_size: int
+) -> int:
+    """How many numbers fit in one GET send URL under ``max_url_length`` (at least 1, at most batch_size).
+
+    When even one number does not fit, the client sends that call as a POST with a JSON body instead.
+    """
+    fixed = _send_url(base_url, "k" * _KEY_ALLOWANCE, send_params([], text, brand_id, otp, stop_list))
+    per_number = len(str(URL("http://x/").with_query({"n": "1,2"}))) - len(str(URL("http://x/").with_query(
+        {"n": "12"}))) + _MAX_NUMBER_LENGTH
+    room = max_url_length - len(str(fixed))
+    return max(1, min(batch_size, room // per_number))
+
+
+def _send_url(base_url: str, key: str, params: dict[str, str]) -> URL:
+    return URL(base_url + "/sms/send").with_query({"key": key, **params})
+
+
+def parse_callback(query: Mapping[str, str]) -> Callback:
+    """Validate a delivery callback's parameters (not the key); ``ValueError`` names the bad one."""
+    sms_id = query.get("smsID", "")
+    if not _SMS_ID.match(sms_id):
+        raise ValueError("smsID: missing or malformed")
+    number = query.get("number", "")
+    if not _NUMBER.match(number):
+        raise ValueError("number: missing or not international digits")
+    raw_status = query.get("statusID", "")
+    if not raw_status.isdigit() or int(raw_status) not in (0, 1, 2, 3, 4):
+        raise ValueError("statusID: must be 0, 1, 2, 3 or 4")
+    try:
+        local = datetime.strptime(query.get("date", ""), DATE_FORMAT)
+    except ValueError:
+        raise ValueError("date: expected Y-m-d H:i:s") from None
+    return Callback(sms_id, number, int(raw_status), local.replace(tzinfo=TBILISI).astimezone(UTC))
+
+
+def format_local(moment: datetime, fmt: str = DATE_FORMAT) -> str:
+    """A UTC moment in uBill's local time (callbacks' ``date``, ``sendTime``)."""
+    return moment.astimezone(TBILISI).strftime(fmt)
+
+
+def parse_send_time(raw: str) -> datetime:
+    """``sendTime`` (``Y-m-d H:i``, Asia/Tbilisi) as an aware UTC datetime."""
+    return datetime.strptime(raw, SEND_TIME_FORMAT).replace(tzinfo=TBILISI).astimezone(UTC)
+
+
+def _status_id(body: Mapping[str, Any]) -> int:
+    raw = body.get("statusID")
+    if isinstance(raw, bool) or raw is None:
+        raise ValueError("no statusID")
+    return int(raw)
+
+
+class UbillClient:
+    """uBill's send, report, balance and brand calls, each bounded by a total timeout."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        api_key: Secret,
+        *,
+        timeout: float,
+        connect_timeout: float,
+        max_url_length: int,
+    ) -> None:
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._key = api_key
+        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
+        self._max_url_length = max_url_length
+
+    @staticmethod
+    def trace_config() -> aiohttp.TraceConfig:
+        """Marks a request as 'left' once it has a connection: a timeout after that is ambiguous."""
+        trace = aiohttp.TraceConfig()
+
+        async def connected(_s: aiohttp.ClientSession, ctx: SimpleNamespace, _p: object) -> None:
+            if ctx.trace_request_ctx is not None:
+                ctx.trace_request_ctx["connected"] = True
+
+        trace.on_connection_create_end.append(connected)
+        trace.on_connection_reuseconn.append(connected)
+        return trace
+
+    async def send(
+        self, numbers: list[str], text: str, brand_id: int, *, otp: bool, stop_list: bool
+    ) -> str | None:
+        """Hand numbers to uBill; returns the call's smsID (None if uBill accepted without one)."""
+        params = send_params(numbers, text, brand_id, otp, stop_list)
+        url = _send_url(self._base, self._key.reveal(), params)
+        if len(str(url)) <= self._max_url_length:
+            body = await self._call("GET", url, None, sends=True)
+        else:
+            payload: dict[str, Any] = {**params, "brandID": brand_id, "numbers": numbers}
+            body = await self._call("POST", URL(self._base + "/sms/send"), payload, sends=True)
+        status = _status_id(body)
+        if status != 0:
+            raise ProviderRefused(status, str(body.get("message") or refusal_reason(status)))
+        sms_id = body.get("smsID")
+        return None if sms_id in (None, "") else str(sms_id)
+
+    async def report(self, sms_id: str) -> list[tuple[str, int]]:
+        """Per-number callback codes of one smsID (used to settle recipients whose callbacks never came)."""
+        body = await self._call("GET", self._url(f"/sms/report/{sms_id}"), None, sends=False)
+        status = _status_id(body)
+        if status != 0:
+            raise ProviderRefused(status, str(body.get("message") or refusal_reason(status)))
+        result = body.get("result") or []
+        out = []
+        for item in result if isinstance(result, list) else []:
+            if isinstance(item, dict) and str(item.get("statusID", "")).isdigit():
+                out.append((str(item.get("number", "")), int(item["statusID"])))
+        return out
+
+    async def balance(self) -> int:
+        body = await self._call("GET", self._url("/sms/balance"), None, sends=False)
+        status = _status_id(body)
+        if status != 0:
+            raise ProviderRefused(status, str(body.get("message") or refusal_reason(status)))
+        return int(str(body.get("sms", "0")))
+
+    async def brands(self) -> list[dict[str, Any]]:
+        body = await self._call("GET", self._url("/sms/brandNames"), None, sends=False)
+        items = body.get("brands", body.get("data", []))
+        return [b for b in items if isinstance(b, dict)] if isinstance(items, list) else []
+
+    def _url(self, path: str) -> URL:
+        return URL(self._base + path).with_query({"key": self._key.reveal()})
+
+    async def _call(self, method: str, url: URL, payload: Any, *, sends: bool) -> dict[str, Any]:
+        ctx: dict[str, bool] = {"connected": False}
+        try:
+            async with self._session.request(
+                method, url, json=payload, headers={"key": self._key.reveal()}, timeout=self._timeout,
+                trace_request_ctx=ctx, allow_redirects=False,
+            ) as response:
+                raw = await response.read()
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise ProviderUnavailable(f"cannot connect to uBill ({type(exc).__name__})", "connect_error") from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise self._lost(exc, ctx["connected"], sends) from None
+        return self._decode(status, raw, retry_after)
+
+    @staticmethod
+    def _lost(exc: BaseException, connected: bool, sends: bool) -> Exception:
+        kind = "timeout" if isinstance(exc, TimeoutError | asyncio.TimeoutError) else "disconnected"
+        reason = f"no answer from uBill ({type(exc).__name__})"
+        if connected and sends:
+            return ProviderOutcomeUnknown(reason, kind)
+        return ProviderUnavailable(reason, kind)
+
+    @staticmethod
+    def _decode(status: int, raw: bytes, retry_after: str | None) -> dict[str, Any]:
+        if status == 429:
+            delay = float(retry_after) if retry_after and retry_after.isdigit() else None
+            raise ProviderUnavailable("uBill answered 429", "rate_limited", delay)
+        if status >= 500:
+            raise ProviderUnavailable(f"uBill answered HTTP {status}", "server_error")
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ProviderUnavailable(f"uBill answered HTTP {status} without JSON", "bad_answer") from None
+        if not isinstance(body, dict) or "statusID" not in body:
+            raise ProviderUnavailable(f"uBill answered HTTP {status} without a statusID", "bad_answer")
+        return body

@@ -1,0 +1,104 @@
+"""One arq worker per lane, with blocking wake-ups instead of arq's poll sleep.
+
+arq has no priorities and polls every ``poll_delay``. Each lane is its own arq queue (``smsgw:lane:{lane}``)
+served by its own ``LaneWorker`` with its own job slots, so an OTP never waits behind bulk for a slot, and a
+lower lane keeps its slots under any higher-lane stream. When a lane has nothing due, its worker blocks in
+``BLPOP smsgw:wake:{lane}`` (the gateway pushes there in the same script that queues the work) for at most
+the time until its next deferred job, capped at one second: wake-up in about a millisecond, no busy polling.
+
+Crash recovery: arq re-runs a job whose ``arq:in-progress`` key expired (``job_timeout`` + 10 s by default).
+Here the key is cut to the lease on job start and refreshed while the job runs (``upkeep.lease_heartbeat``),
+so a killed worker's units are picked up within ``SMSGW_JOB_LEASE`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from arq.connections import ArqRedis
+from arq.worker import Worker, func
+
+from smsgw import keys
+from smsgw.clock import now_ms
+from smsgw.redisdb import REDIS_ERRORS, json_dumps, json_loads
+from smsgw.worker.dispatch import Dispatcher, dispatch
+
+__all__ = ["LaneWorker"]
+
+log = structlog.get_logger(__name__)
+IDLE_CAP = 1.0  # longest blocking wait: also how soon a unit freed by a dead worker's lease is seen
+JOB_TIMEOUT = 3600  # arq's own timeout would drop a unit: our calls and waits are bounded well below this
+NO_LIMIT = 10**9  # attempts are counted by the dispatcher (dead letters), never by arq
+
+
+class LaneWorker(Worker):
+    def __init__(self, lane: str, pool: ArqRedis, dispatcher: Dispatcher, max_jobs: int, lease: float) -> None:
+        self.lane = lane
+        self.lease_ms = int(lease * 1000)
+        self._slot_freed = asyncio.Event()
+        self._redis_backoff = 0.1
+        super().__init__(
+            functions=[func(dispatch, name="dispatch", max_tries=NO_LIMIT, timeout=JOB_TIMEOUT)],
+            queue_name=keys.lane_queue(lane),
+            redis_pool=pool,
+            handle_signals=False,
+            max_jobs=max_jobs,
+            job_timeout=JOB_TIMEOUT,
+            keep_result=0,
+            poll_delay=0,
+            max_tries=NO_LIMIT,
+            health_check_interval=10,
+            ctx={"lane": lane, "dispatcher": dispatcher},
+            on_job_start=self._job_started,
+            job_serializer=json_dumps,
+            job_deserializer=json_loads,
+            log_results=False,
+        )
+
+    async def _job_started(self, ctx: dict[str, Any]) -> None:
+        await self.pool.pexpire(keys.in_progress(ctx["job_id"]), self.lease_ms)
+
+    async def _poll_iteration(self) -> None:
+        started = self._jobs_started()
+        try:
+            await super()._poll_iteration()
+        except REDIS_ERRORS as exc:
+            log.warning("lane.redis_unavailable", lane=self.lane, error=type(exc).__name__)
+            await asyncio.sleep(self._redis_backoff)
+            self._redis_backoff = min(5.0, self._redis_backoff * 2)
+            return
+        self._redis_backoff = 0.1
+        if self._jobs_started() == started:
+            await self._idle()
+
+    async def _idle(self) -> None:
+        """Sleep until a slot frees (when full) or work arrives (when empty), never longer than a second."""
+        self._slot_freed.clear()
+        if self.job_counter >= self.max_jobs or not self.allow_pick_jobs:
+            try:
+                await asyncio.wait_for(self._slot_freed.wait(), IDLE_CAP)
+            except TimeoutError:
+                pass
+            return
+        try:
+            await self.pool.blpop([keys.wake(self.lane)], timeout=await self._until_next_due())
+        except REDIS_ERRORS as exc:
+            log.warning("lane.redis_unavailable", lane=self.lane, error=type(exc).__name__)
+            await asyncio.sleep(self._redis_backoff)
+
+    async def _until_next_due(self) -> float:
+        now = now_ms()
+        upcoming = await self.pool.zrangebyscore(self.queue_name, f"({now}", "+inf", start=0, num=1, withscores=True)
+        if not upcoming:
+            return IDLE_CAP
+        return min(IDLE_CAP, max(0.001, (float(upcoming[0][1]) - now) / 1000))
+
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        super()._release_sem_dec_counter_on_complete()
+        self._slot_freed.set()
+
+    @property
+    def running_job_ids(self) -> list[str]:
+        return [job_id for job_id, task in self.tasks.items() if not task.done()]

@@ -1,0 +1,50 @@
+"""Session Redis (a real redis-server on a free port, AOF always), flushed before each test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from smsgw.embedded_redis import EmbeddedRedis
+
+
+@pytest.fixture(autouse=True)
+def _no_smsgw_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests build settings from dicts: a developer's SMSGW_* variables must not leak in."""
+    for name in list(os.environ):
+        if name.startswith("SMSGW_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def redis(redis_server: EmbeddedRedis) -> AsyncIterator[Redis]:
+    client: Redis = Redis.from_url(redis_server.url, decode_responses=True)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def redis_url(redis: Redis, redis_server: EmbeddedRedis) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis of the test's own, to kill and restart."""
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
