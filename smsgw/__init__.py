@@ -1,3 +1,3 @@
-"""sms-gateway: the one place where internal services send SMS (HTTP edge, Redis lanes, arq workers, uBill)."""
+"""sms-gateway: the one place internal services send SMS through (HTTP edge, Redis lanes, arq, uBill)."""
 
 __version__ = "0.1.0"

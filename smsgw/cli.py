@@ -20,8 +20,12 @@ __all__ = ["main"]
 def _settings(environ: Mapping[str, str], process: str, *required: str) -> Settings:
     settings = Settings.from_env(environ)
     settings.require(*required)
-    logs.configure(settings.log_format, settings.log_level, process=process,
-                   secrets=[settings.ubill_api_key.reveal(), settings.callback_key.reveal()])
+    logs.configure(
+        settings.log_format,
+        settings.log_level,
+        process=process,
+        secrets=[settings.ubill_api_key.reveal(), settings.callback_key.reveal()],
+    )
     for name in unknown_names(environ):
         structlog.get_logger("smsgw").warning("settings.unknown_variable", name=name)
     return settings
@@ -33,8 +37,14 @@ def _gateway(environ: Mapping[str, str]) -> None:
     from smsgw.gateway.app import create_app  # noqa: PLC0415
 
     settings = _settings(environ, "gateway", "SMSGW_REDIS_URL", "SMSGW_CALLBACK_KEY", "SMSGW_CLIENTS")
-    web.run_app(create_app(settings), host=settings.http_host, port=settings.http_port, access_log=None,
-                print=None, shutdown_timeout=10)
+    web.run_app(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=10,
+    )
 
 
 def _worker(environ: Mapping[str, str]) -> None:
@@ -47,9 +57,15 @@ def _worker(environ: Mapping[str, str]) -> None:
 def _sandbox(environ: Mapping[str, str]) -> None:
     from smsgw import sandbox  # noqa: PLC0415
 
-    settings = Settings.from_env({k: v for k, v in environ.items() if k in ("SMSGW_LOG_FORMAT", "SMSGW_LOG_LEVEL")})
-    logs.configure(settings.log_format, settings.log_level, process="sandbox",
-                   secrets=[environ.get("SMSGW_SANDBOX_API_KEY", ""), environ.get("SMSGW_SANDBOX_CALLBACK_KEY", "")])
+    settings = Settings.from_env(
+        {k: v for k, v in environ.items() if k in ("SMSGW_LOG_FORMAT", "SMSGW_LOG_LEVEL")}
+    )
+    logs.configure(
+        settings.log_format,
+        settings.log_level,
+        process="sandbox",
+        secrets=[environ.get("SMSGW_SANDBOX_API_KEY", ""), environ.get("SMSGW_SANDBOX_CALLBACK_KEY", "")],
+    )
     sandbox.main(environ)
 
 
@@ -68,8 +84,11 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="smsgw", description="sms-gateway: internal SMS gateway in front of uBill. "
-                                     "Configuration comes from SMSGW_* environment variables (see README).")
+    parser = argparse.ArgumentParser(
+        prog="smsgw",
+        description="sms-gateway: internal SMS gateway in front of uBill. "
+        "Configuration comes from SMSGW_* environment variables (see README).",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, description=help_text)
@@ -77,12 +96,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     token.add_argument("token")
     args = parser.parse_args(argv)
     if args.command == "token-hash":
-        print(token_sha256(args.token))  # noqa: T201
+        print(token_sha256(args.token))
         return
     try:
         COMMANDS[args.command][0](os.environ)
     except SettingsError as exc:
-        print(f"smsgw {args.command}: configuration error: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"smsgw {args.command}: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         pass

@@ -33,8 +33,17 @@ async def apply_provider_status(
     now = now_ms()
     result = await scripts.callback(
         keys=[keys.sms(sms_id)],
-        args=[sms_id, number, status, status_id, iso(occurred_ms), now,
-              stream_minid(now, settings.events_retention), settings.orphan_ttl, keys.SMS_ID_TTL],
+        args=[
+            sms_id,
+            number,
+            status,
+            status_id,
+            iso(occurred_ms),
+            now,
+            stream_minid(now, settings.events_retention),
+            settings.orphan_ttl,
+            keys.SMS_ID_TTL,
+        ],
     )
     created = int(result[2]) if result[2] else None
     return Applied(str(result[0]), status, str(result[1]), created)

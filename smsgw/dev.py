@@ -35,8 +35,16 @@ def dev_environment(environ: Mapping[str, str], redis_url: str) -> dict[str, str
     """Defaults that make the four processes find each other; explicit SMSGW_* settings win."""
     gateway_port = environ.get("SMSGW_HTTP_PORT", "8080")
     sandbox_port = environ.get("SMSGW_SANDBOX_PORT", "8081")
-    clients = [{"name": "dev", "token_sha256": token_sha256(DEV_TOKEN), "brands": [1, 2], "default_brand": 1,
-                "otp": True, "admin": True}]
+    clients = [
+        {
+            "name": "dev",
+            "token_sha256": token_sha256(DEV_TOKEN),
+            "brands": [1, 2],
+            "default_brand": 1,
+            "otp": True,
+            "admin": True,
+        }
+    ]
     defaults = {
         "SMSGW_REDIS_URL": redis_url,
         "SMSGW_HTTP_HOST": "127.0.0.1",
@@ -70,7 +78,10 @@ def _pump(name: str, stream: object) -> None:
 
 def _start(name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "smsgw", name], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "smsgw", name],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets the parent-death signal
     )
     threading.Thread(target=_pump, args=(name, process.stdout), daemon=True).start()
@@ -80,10 +91,9 @@ def _start(name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
 def _wait_ready(url: str, alive: Callable[[], bool], timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and alive():
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - local URL we built
-                if response.status == 200:
-                    return True
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310
+            if response.status == 200:
+                return True
         time.sleep(0.2)
     return False
 
@@ -113,7 +123,9 @@ def main(environ: Mapping[str, str]) -> None:
         redis = EmbeddedRedis(data_dir / "redis")
         redis.start()
         redis_url = redis.url
-        print(f"dev     | embedded Redis ({redis.binary}) on {redis.url}, AOF always, data in {redis.data_dir}")  # noqa: T201
+        print(
+            f"dev     | embedded Redis ({redis.binary}) on {redis.url}, AOF always, data in {redis.data_dir}"
+        )
     env = dev_environment(environ, redis_url)
     children: dict[str, subprocess.Popen[bytes]] = {}
     stopping = threading.Event()
@@ -121,9 +133,11 @@ def main(environ: Mapping[str, str]) -> None:
     try:
         for name in CHILDREN:
             children[name] = _start(name, env)
-        ready = _wait_ready(f"http://127.0.0.1:{env['SMSGW_HTTP_PORT']}/readyz",
-                            lambda: all(p.poll() is None for p in children.values()))
-        print(_banner(env) if ready else "dev     | the gateway did not become ready; see the logs above")  # noqa: T201
+        ready = _wait_ready(
+            f"http://127.0.0.1:{env['SMSGW_HTTP_PORT']}/readyz",
+            lambda: all(p.poll() is None for p in children.values()),
+        )
+        print(_banner(env) if ready else "dev     | the gateway did not become ready; see the logs above")
         while not stopping.is_set() and all(p.poll() is None for p in children.values()):
             stopping.wait(0.5)
     except KeyboardInterrupt:
@@ -132,7 +146,7 @@ def main(environ: Mapping[str, str]) -> None:
         _stop(children)
         if redis is not None:
             redis.stop()
-        print("dev     | stopped")  # noqa: T201
+        print("dev     | stopped")
 
 
 def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:

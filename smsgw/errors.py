@@ -1,22 +1,22 @@
 """The error tree, drawn once so every layer raises and catches the same names.
 
-    SmsGatewayError
-    ├── SettingsError            a missing or malformed SMSGW_* variable: the process stops at start
-    ├── ProblemError             an HTTP answer as RFC 9457 problem details (status, type, title, detail)
-    │   ├── BadRequest           400 malformed JSON or parameters
-    │   ├── Unauthorized         401 missing or unknown token
-    │   ├── Forbidden            403 brand, OTP or admin permission missing
-    │   ├── NotFound             404 unknown id, or one that belongs to another client
-    │   ├── Conflict             409 nothing to cancel, idempotent request still in flight
-    │   ├── PayloadTooLarge      413 body over 1 MiB
-    │   ├── UnsupportedMedia     415 not JSON
-    │   ├── ValidationFailed     422 with ``errors``: a list of {field, message}
-    │   ├── TooManyRequests      429 with Retry-After
-    │   └── ServiceUnavailable   503 Redis unreachable: nothing was accepted
-    └── ProviderError            what a call to uBill ended in (raised only by smsgw.ubill)
-        ├── ProviderRefused      statusID != 0: a business refusal, never retried
-        ├── ProviderUnavailable  connection refused, timeout before sending, 429, 5xx, non-JSON: retried
-        └── ProviderOutcomeUnknown  the request left and no answer came back: never blindly resent
+SmsGatewayError
+├── SettingsError            a missing or malformed SMSGW_* variable: the process stops at start
+├── ProblemError             an HTTP answer as RFC 9457 problem details (status, type, title, detail)
+│   ├── BadRequest           400 malformed JSON or parameters
+│   ├── Unauthorized         401 missing or unknown token
+│   ├── Forbidden            403 brand, OTP or admin permission missing
+│   ├── NotFound             404 unknown id, or one that belongs to another client
+│   ├── Conflict             409 nothing to cancel, idempotent request still in flight
+│   ├── PayloadTooLarge      413 body over 1 MiB
+│   ├── UnsupportedMedia     415 not JSON
+│   ├── ValidationFailed     422 with ``errors``: a list of {field, message}
+│   ├── TooManyRequests      429 with Retry-After
+│   └── ServiceUnavailable   503 Redis unreachable: nothing was accepted
+└── ProviderError            what a call to uBill ended in (raised only by smsgw.ubill)
+    ├── ProviderRefused      statusID != 0: a business refusal, never retried
+    ├── ProviderUnavailable  connection refused, timeout before sending, 429, 5xx, non-JSON: retried
+    └── ProviderOutcomeUnknown  the request left and no answer came back: never blindly resent
 """
 
 from __future__ import annotations
@@ -70,8 +70,13 @@ class ProblemError(SmsGatewayError):
         return PROBLEM_BASE + self.slug
 
     def body(self) -> dict[str, Any]:
-        return {"type": self.type, "title": self.title, "status": self.status, "detail": self.detail,
-                **self.extra}
+        return {
+            "type": self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            **self.extra,
+        }
 
 
 class BadRequest(ProblemError):

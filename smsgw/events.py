@@ -10,7 +10,14 @@ __all__ = ["EVENT_FIELDS", "sse_frame", "stream_minid"]
 
 # The contract's event object, in its order.
 EVENT_FIELDS = (
-    "message_id", "client", "reference", "number", "status", "provider_sms_id", "provider_status_id", "occurred_at",
+    "message_id",
+    "client",
+    "reference",
+    "number",
+    "status",
+    "provider_sms_id",
+    "provider_status_id",
+    "occurred_at",
 )
 
 

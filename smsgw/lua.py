@@ -1,8 +1,8 @@
 """The Lua scripts that own the Redis data model, loaded once per client.
 
 Every multi-key change of a message (accept, claim, settle, callback, cancel) is one script, so it is atomic
-with respect to every other client and lands in the AOF as one unit. ``_lib.lua`` is prepended to each script
-and ``{{NAME}}`` placeholders are filled from ``smsgw.keys``, which stays the one source of key names and TTLs.
+with respect to every other client and lands in the AOF as one unit. ``_lib.lua`` is prepended to each
+script and ``{{NAME}}`` placeholders are filled from ``smsgw.keys``, the one source of key names and TTLs.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
@@ -25,8 +24,10 @@ _PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
 def source(name: str) -> str:
     """The full text of one script: the library, then the script, placeholders filled."""
     folder = resources.files("smsgw") / "lua"
-    text = (folder / "_lib.lua").read_text(encoding="utf-8") + "\n" + (folder / f"{name}.lua").read_text(
-        encoding="utf-8"
+    text = (
+        (folder / "_lib.lua").read_text(encoding="utf-8")
+        + "\n"
+        + (folder / f"{name}.lua").read_text(encoding="utf-8")
     )
     return _PLACEHOLDER.sub(lambda m: str(getattr(keys, m.group(1))), text)
 
@@ -43,7 +44,7 @@ class Scripts:
     client_rate: AsyncScript
 
     @classmethod
-    def load(cls, redis: Redis[Any]) -> Scripts:
+    def load(cls, redis: Redis) -> Scripts:
         """Register every script (EVALSHA, re-loaded by redis-py after a Redis restart)."""
-        names = [f for f in cls.__dataclass_fields__]
+        names = list(cls.__dataclass_fields__)
         return cls(**{name: redis.register_script(source(name)) for name in names})

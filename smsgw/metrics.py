@@ -21,7 +21,24 @@ from prometheus_client import (
 __all__ = ["CONTENT_TYPE", "GatewayMetrics", "WorkerMetrics", "render"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-FAST_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+FAST_BUCKETS = (
+    0.002,
+    0.005,
+    0.01,
+    0.015,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
 SLOW_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 21600.0, 86400.0)
 
 
@@ -38,32 +55,54 @@ class GatewayMetrics:
     def __init__(self) -> None:
         r = self.registry = _registry()
         self.requests = Counter(
-            "smsgw_http_requests_total", "HTTP requests answered, by route, method, status and client.",
-            ["route", "method", "status", "client"], registry=r)
+            "smsgw_http_requests_total",
+            "HTTP requests answered, by route, method, status and client.",
+            ["route", "method", "status", "client"],
+            registry=r,
+        )
         self.request_duration = Histogram(
-            "smsgw_http_request_duration_seconds", "Time to answer an HTTP request.",
-            ["route", "method"], buckets=FAST_BUCKETS, registry=r)
+            "smsgw_http_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            ["route", "method"],
+            buckets=FAST_BUCKETS,
+            registry=r,
+        )
         self.accepted = Counter(
-            "smsgw_recipients_accepted_total", "Recipients accepted (202) by lane and client.",
-            ["lane", "client"], registry=r)
+            "smsgw_recipients_accepted_total",
+            "Recipients accepted (202) by lane and client.",
+            ["lane", "client"],
+            registry=r,
+        )
         self.idempotent_replays = Counter(
-            "smsgw_idempotent_replays_total", "POST /v1/messages answered from an Idempotency-Key record.",
-            ["client"], registry=r)
+            "smsgw_idempotent_replays_total",
+            "POST /v1/messages answered from an Idempotency-Key record.",
+            ["client"],
+            registry=r,
+        )
         self.rate_limited = Counter(
-            "smsgw_client_rate_limited_total", "Requests refused with 429 by a client's rate limit.",
-            ["client"], registry=r)
+            "smsgw_client_rate_limited_total",
+            "Requests refused with 429 by a client's rate limit.",
+            ["client"],
+            registry=r,
+        )
         self.callbacks = Counter(
             "smsgw_callbacks_total",
             "uBill delivery callbacks by reported status and outcome "
             "(applied, duplicate, orphaned, adopted, bad_key, forbidden_ip, bad_request).",
-            ["status", "outcome"], registry=r)
+            ["status", "outcome"],
+            registry=r,
+        )
         self.final_latency = Histogram(
-            "smsgw_final_status_latency_seconds", "From acceptance to a recipient's final status.",
-            ["lane", "status"], buckets=SLOW_BUCKETS, registry=r)
+            "smsgw_final_status_latency_seconds",
+            "From acceptance to a recipient's final status.",
+            ["lane", "status"],
+            buckets=SLOW_BUCKETS,
+            registry=r,
+        )
         self.redis_errors = Counter(
-            "smsgw_redis_errors_total", "Requests that found Redis unavailable (answered 503).", registry=r)
-        self.sse_clients = Gauge(
-            "smsgw_event_stream_clients", "Open GET /v1/events streams.", registry=r)
+            "smsgw_redis_errors_total", "Requests that found Redis unavailable (answered 503).", registry=r
+        )
+        self.sse_clients = Gauge("smsgw_event_stream_clients", "Open GET /v1/events streams.", registry=r)
 
 
 class WorkerMetrics:
@@ -74,50 +113,89 @@ class WorkerMetrics:
         self.dispatch_latency = Histogram(
             "smsgw_dispatch_latency_seconds",
             "From acceptance (or send_at) to uBill's acceptance of the recipient's call, by lane.",
-            ["lane"], buckets=FAST_BUCKETS, registry=r)
+            ["lane"],
+            buckets=FAST_BUCKETS,
+            registry=r,
+        )
         self.ubill_requests = Counter(
             "smsgw_ubill_requests_total",
             "uBill API calls by endpoint and outcome (accepted, refused, server_error, rate_limited, "
             "connect_error, timeout, disconnected, bad_answer).",
-            ["endpoint", "outcome"], registry=r)
+            ["endpoint", "outcome"],
+            registry=r,
+        )
         self.ubill_duration = Histogram(
-            "smsgw_ubill_request_duration_seconds", "Duration of uBill API calls.",
-            ["endpoint"], buckets=FAST_BUCKETS, registry=r)
+            "smsgw_ubill_request_duration_seconds",
+            "Duration of uBill API calls.",
+            ["endpoint"],
+            buckets=FAST_BUCKETS,
+            registry=r,
+        )
         self.recipients = Counter(
             "smsgw_dispatch_recipients_total",
             "Recipients leaving a dispatch attempt, by lane and outcome "
             "(submitted, rejected, expired, cancelled, unknown, retried, dead).",
-            ["lane", "outcome"], registry=r)
+            ["lane", "outcome"],
+            registry=r,
+        )
         self.retries = Counter(
-            "smsgw_dispatch_retries_total", "Dispatch units rescheduled after a failed attempt, by reason.",
-            ["lane", "reason"], registry=r)
+            "smsgw_dispatch_retries_total",
+            "Dispatch units rescheduled after a failed attempt, by reason.",
+            ["lane", "reason"],
+            registry=r,
+        )
         self.dead_letters = Counter(
-            "smsgw_dead_letters_total", "Dispatch units that exhausted their retries.", ["lane"], registry=r)
+            "smsgw_dead_letters_total", "Dispatch units that exhausted their retries.", ["lane"], registry=r
+        )
         self.breaker_state = Gauge(
-            "smsgw_circuit_breaker_state", "uBill circuit breaker: 0 closed, 1 half-open, 2 open.", registry=r)
+            "smsgw_circuit_breaker_state", "uBill circuit breaker: 0 closed, 1 half-open, 2 open.", registry=r
+        )
         self.rate_wait = Counter(
-            "smsgw_rate_limit_wait_seconds_total", "Time dispatch units waited for uBill capacity, by lane.",
-            ["lane"], registry=r)
+            "smsgw_rate_limit_wait_seconds_total",
+            "Time dispatch units waited for uBill capacity, by lane.",
+            ["lane"],
+            registry=r,
+        )
         self.jobs_running = Gauge(
-            "smsgw_worker_jobs_running", "Dispatch units being worked on in this process, by lane.",
-            ["lane"], registry=r)
+            "smsgw_worker_jobs_running",
+            "Dispatch units being worked on in this process, by lane.",
+            ["lane"],
+            registry=r,
+        )
         self.balance = Gauge(
-            "smsgw_ubill_balance_sms", "uBill balance in SMS, from the last successful balance poll.", registry=r)
+            "smsgw_ubill_balance_sms",
+            "uBill balance in SMS, from the last successful balance poll.",
+            registry=r,
+        )
         self.balance_age = Gauge(
-            "smsgw_ubill_balance_age_seconds", "Age of the last successful balance reading.", registry=r)
+            "smsgw_ubill_balance_age_seconds", "Age of the last successful balance reading.", registry=r
+        )
         self.queue_units = Gauge(
-            "smsgw_queue_units", "Dispatch units due and waiting (or running) in a lane.", ["lane"], registry=r)
+            "smsgw_queue_units",
+            "Dispatch units due and waiting (or running) in a lane.",
+            ["lane"],
+            registry=r,
+        )
         self.queue_scheduled = Gauge(
-            "smsgw_queue_scheduled_units", "Dispatch units held for a future time (send_at or retry backoff).",
-            ["lane"], registry=r)
+            "smsgw_queue_scheduled_units",
+            "Dispatch units held for a future time (send_at or retry backoff).",
+            ["lane"],
+            registry=r,
+        )
         self.queue_oldest_age = Gauge(
-            "smsgw_queue_oldest_age_seconds", "How long the oldest due unit of a lane has been waiting.",
-            ["lane"], registry=r)
+            "smsgw_queue_oldest_age_seconds",
+            "How long the oldest due unit of a lane has been waiting.",
+            ["lane"],
+            registry=r,
+        )
         self.dead_letter_units = Gauge(
-            "smsgw_dead_letter_units", "Dead letters kept for inspection and replay.", registry=r)
+            "smsgw_dead_letter_units", "Dead letters kept for inspection and replay.", registry=r
+        )
         self.orphan_callbacks = Gauge(
-            "smsgw_orphan_callback_sms_ids", "smsIDs with callbacks kept until their send is recorded.",
-            registry=r)
+            "smsgw_orphan_callback_sms_ids",
+            "smsIDs with callbacks kept until their send is recorded.",
+            registry=r,
+        )
 
 
 async def render(registry: CollectorRegistry, refresh: Callable[[], Awaitable[None]] | None = None) -> bytes:

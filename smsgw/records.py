@@ -81,11 +81,19 @@ class NewMessage:
     def fields(self) -> dict[str, str]:
         """Everything the hash holds at acceptance, meta, units and recipients."""
         out = {
-            "c": self.client, "p": self.lane, "b": str(self.brand_id), "t": self.text,
-            "ref": self.reference or "", "seg": str(self.segments), "enc": self.encoding,
-            "ca": str(self.created_ms), "sa": "" if self.send_at_ms is None else str(self.send_at_ms),
-            "ea": str(self.expires_ms), "sl": "1" if self.stop_list else "0",
-            "n": str(sum(len(u) for u in self.units)), "u": str(len(self.units)),
+            "c": self.client,
+            "p": self.lane,
+            "b": str(self.brand_id),
+            "t": self.text,
+            "ref": self.reference or "",
+            "seg": str(self.segments),
+            "enc": self.encoding,
+            "ca": str(self.created_ms),
+            "sa": "" if self.send_at_ms is None else str(self.send_at_ms),
+            "ea": str(self.expires_ms),
+            "sl": "1" if self.stop_list else "0",
+            "n": str(sum(len(u) for u in self.units)),
+            "u": str(len(self.units)),
         }
         recipient = f"{self.initial_status}|{self.created_ms}|||"
         for k, numbers in enumerate(self.units):
@@ -95,14 +103,24 @@ class NewMessage:
                 out[f"r:{number}"] = recipient
         return out
 
-    def jobs(self) -> list[tuple[str, str, str]]:
-        """(arq job key, arq job record, job id) per unit; arq's own record format, serialised as JSON."""
+    def jobs(self) -> list[tuple[str, str, str, str]]:
+        """(arq job key, arq job record, job id, queue score) per unit; arq's record format, as JSON.
+
+        Units of one message share a due time; a microsecond step per unit keeps them in order (a sorted
+        set orders equal scores by member, and "m:10" sorts before "m:2").
+        """
         out = []
         for k, numbers in enumerate(self.units):
             job_id = keys.unit_id(self.id, k)
-            record = {"t": None, "f": DISPATCH_FUNCTION, "a": [self.id, k, len(numbers)], "k": {},
-                      "et": self.created_ms}
-            out.append((keys.job(job_id), json.dumps(record, separators=(",", ":")), job_id))
+            record: dict[str, object] = {
+                "t": None,
+                "f": DISPATCH_FUNCTION,
+                "a": [self.id, k, len(numbers)],
+                "k": {},
+                "et": self.created_ms,
+            }
+            score = repr(self.due_ms + k / 1000) if k else str(self.due_ms)
+            out.append((keys.job(job_id), json.dumps(record, separators=(",", ":")), job_id, score))
         return out
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis.exceptions
 from arq.connections import ArqRedis
@@ -17,7 +17,16 @@ from redis.asyncio.sentinel import Sentinel
 
 from smsgw.settings import Settings
 
-__all__ = ["REDIS_ERRORS", "Durability", "arq_pool", "connect", "durability", "json_dumps", "json_loads"]
+__all__ = [
+    "REDIS_ERRORS",
+    "Durability",
+    "arq_pool",
+    "connect",
+    "durability",
+    "hash_fields",
+    "json_dumps",
+    "json_loads",
+]
 
 REDIS_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
@@ -25,7 +34,7 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.BusyLoadingError,
     OSError,
 )
-R = TypeVar("R", bound=Redis)  # type: ignore[type-arg]
+R = TypeVar("R", bound=Redis)
 
 
 def _options(settings: Settings, socket_timeout: float | None) -> dict[str, Any]:
@@ -39,15 +48,15 @@ def _options(settings: Settings, socket_timeout: float | None) -> dict[str, Any]
 def _client(settings: Settings, cls: type[R], socket_timeout: float | None, **extra: Any) -> R:
     options = {**_options(settings, socket_timeout), **extra}
     if settings.redis_sentinels:
-        sentinel = Sentinel(list(settings.redis_sentinels), socket_timeout=settings.redis_timeout)
-        return sentinel.master_for(settings.redis_sentinel_master, redis_class=cls, **options)
+        sentinel = Sentinel(list(settings.redis_sentinels), socket_timeout=settings.redis_timeout)  # type: ignore[no-untyped-call]
+        return cast(R, sentinel.master_for(settings.redis_sentinel_master, redis_class=cls, **options))
     if not settings.redis_url:
         raise ValueError("SMSGW_REDIS_URL is not set")
     pool = ConnectionPool.from_url(settings.redis_url, **options)
     return cls(connection_pool=pool)
 
 
-def connect(settings: Settings, *, blocking: float | None = None) -> Redis:  # type: ignore[type-arg]
+def connect(settings: Settings, *, blocking: float | None = None) -> Redis:
     """A decoded (str) client. ``blocking``: the longest blocking command this client will run (seconds)."""
     timeout = settings.redis_timeout + (blocking or 0)
     return _client(settings, Redis, timeout, decode_responses=True)
@@ -86,7 +95,7 @@ class Durability:
         return {"appendonly": self.appendonly, "appendfsync": self.appendfsync, "durable": self.durable}
 
 
-async def durability(client: Redis) -> Durability:  # type: ignore[type-arg]
+async def durability(client: Redis) -> Durability:
     """Read AOF settings; managed Redis often forbids CONFIG, which reads as 'unknown' (not durable)."""
     try:
         aof = await client.config_get("appendonly")
@@ -94,3 +103,8 @@ async def durability(client: Redis) -> Durability:  # type: ignore[type-arg]
     except redis.exceptions.ResponseError:
         return Durability("unknown", "unknown")
     return Durability(str(aof.get("appendonly", "unknown")), str(fsync.get("appendfsync", "unknown")))
+
+
+async def hash_fields(client: Redis, key: str) -> dict[str, str]:
+    """HGETALL on a decoded client, typed (redis-py types sync and async results as one union)."""
+    return cast(dict[str, str], await client.hgetall(key))  # type: ignore[misc]

@@ -121,18 +121,20 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Read every ``SMSGW_*`` variable; unknown ones are reported by ``unknown_names``."""
         env = _Env(environ)
-        concurrency = {lane: env.int(f"SMSGW_CONCURRENCY_{lane.upper()}", d, 1, 1000)
-                       for lane, d in (("otp", 8), ("transactional", 16), ("bulk", 16))}
+        concurrency = {
+            lane: env.int(f"SMSGW_CONCURRENCY_{lane.upper()}", d, 1, 1000)
+            for lane, d in (("otp", 8), ("transactional", 16), ("bulk", 16))
+        }
         settings = cls(
-            redis_url=env.str("SMSGW_REDIS_URL", None),
+            redis_url=env.text("SMSGW_REDIS_URL", None),
             redis_sentinels=env.parse("SMSGW_REDIS_SENTINELS", (), _sentinels),
-            redis_sentinel_master=env.str("SMSGW_REDIS_SENTINEL_MASTER", "mymaster") or "mymaster",
+            redis_sentinel_master=env.text("SMSGW_REDIS_SENTINEL_MASTER", "mymaster") or "mymaster",
             redis_timeout=env.float("SMSGW_REDIS_TIMEOUT", 2.0, 0.05, 60),
-            http_host=env.str("SMSGW_HTTP_HOST", "0.0.0.0") or "0.0.0.0",  # noqa: S104
+            http_host=env.text("SMSGW_HTTP_HOST", "0.0.0.0") or "0.0.0.0",  # noqa: S104
             http_port=env.int("SMSGW_HTTP_PORT", DEFAULT_HTTP_PORT, 0, 65535),
             worker_http_port=env.int("SMSGW_WORKER_HTTP_PORT", DEFAULT_WORKER_HTTP_PORT, 0, 65535),
             ubill_base_url=env.parse("SMSGW_UBILL_BASE_URL", DEFAULT_UBILL_BASE_URL, _http_url),
-            ubill_api_key=Secret(env.str("SMSGW_UBILL_API_KEY", "") or ""),
+            ubill_api_key=Secret(env.text("SMSGW_UBILL_API_KEY", "") or ""),
             ubill_timeout=env.float("SMSGW_UBILL_TIMEOUT", 10.0, 0.1, 300),
             ubill_connect_timeout=env.float("SMSGW_UBILL_CONNECT_TIMEOUT", 3.0, 0.05, 60),
             ubill_max_url_length=env.int("SMSGW_UBILL_MAX_URL_LENGTH", 8000, 512, 1_000_000),
@@ -142,7 +144,7 @@ class Settings:
             min_share_transactional=env.float("SMSGW_MIN_SHARE_TRANSACTIONAL", 0.1, 0.0, 0.9),
             min_share_bulk=env.float("SMSGW_MIN_SHARE_BULK", 0.1, 0.0, 0.9),
             batch_size=env.int("SMSGW_BATCH_SIZE", 100, 1, 1000),
-            callback_key=Secret(env.str("SMSGW_CALLBACK_KEY", "") or ""),
+            callback_key=Secret(env.text("SMSGW_CALLBACK_KEY", "") or ""),
             callback_allowed_ips=env.parse("SMSGW_CALLBACK_ALLOWED_IPS", (), _networks),
             clients=env.parse("SMSGW_CLIENTS", (), _clients),
             allowed_countries=env.parse("SMSGW_ALLOWED_COUNTRIES", frozenset({"GE"}), _countries),
@@ -175,7 +177,8 @@ class Settings:
             )
         if self.otp_reserve + self.min_share_transactional + self.min_share_bulk > 1.0:
             raise SettingsError(
-                "SMSGW_OTP_RESERVE: with SMSGW_MIN_SHARE_TRANSACTIONAL and SMSGW_MIN_SHARE_BULK it must sum to <= 1"
+                "SMSGW_OTP_RESERVE: with SMSGW_MIN_SHARE_TRANSACTIONAL and SMSGW_MIN_SHARE_BULK "
+                "it must sum to <= 1"
             )
 
     def require(self, *names: str) -> None:
@@ -200,7 +203,8 @@ def unknown_names(environ: Mapping[str, str]) -> list[str]:
     }
     known.discard("SMSGW_CONCURRENCY")
     return sorted(
-        name for name in environ
+        name
+        for name in environ
         if name.startswith("SMSGW_") and name not in known and not name.startswith(KNOWN_PREFIXES)
     )
 
@@ -211,12 +215,12 @@ class _Env:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
 
-    def str(self, name: str, default: str | None) -> str | None:
+    def text(self, name: str, default: str | None) -> str | None:
         value = self._environ.get(name)
         return default if value is None or value.strip() == "" else value.strip()
 
     def parse(self, name: str, default: T, parser: Callable[[str], T]) -> T:
-        raw = self.str(name, None)
+        raw = self.text(name, None)
         if raw is None:
             return default
         try:
@@ -225,7 +229,7 @@ class _Env:
             raise SettingsError(f"{name}: {exc}") from None
 
     def int(self, name: str, default: int, low: int, high: int) -> int:
-        raw = self.str(name, None)
+        raw = self.text(name, None)
         if raw is None:
             return default
         try:
@@ -237,7 +241,7 @@ class _Env:
         return value
 
     def float(self, name: str, default: float, low: float, high: float) -> float:
-        raw = self.str(name, None)
+        raw = self.text(name, None)
         if raw is None:
             return default
         try:
@@ -249,7 +253,7 @@ class _Env:
         return value
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        raw = self.str(name, None)
+        raw = self.text(name, None)
         if raw is None:
             return default
         if raw.lower() not in choices:
@@ -320,7 +324,9 @@ def _client(index: int, item: object) -> Client:
     if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
         raise ValueError(f"{where} ({name}): 'token_sha256' must be 64 hex digits")
     brands = item.get("brands", [])
-    if not isinstance(brands, list) or not all(isinstance(b, int) and not isinstance(b, bool) for b in brands):
+    if not isinstance(brands, list) or not all(
+        isinstance(b, int) and not isinstance(b, bool) for b in brands
+    ):
         raise ValueError(f"{where} ({name}): 'brands' must be a list of integers")
     default = item.get("default_brand")
     if default is not None and default not in brands:

@@ -27,11 +27,16 @@ from smsgw.errors import ProviderOutcomeUnknown, ProviderRefused, ProviderUnavai
 from smsgw.settings import Secret
 
 __all__ = [
+    "DATE_FORMAT",
     "REFUSALS",
+    "SEND_TIME_FORMAT",
+    "TBILISI",
     "Callback",
     "UbillClient",
+    "format_local",
     "numbers_per_call",
     "parse_callback",
+    "parse_send_time",
 ]
 
 TBILISI: Final = ZoneInfo("Asia/Tbilisi")
@@ -83,8 +88,11 @@ def numbers_per_call(
     When even one number does not fit, the client sends that call as a POST with a JSON body instead.
     """
     fixed = _send_url(base_url, "k" * _KEY_ALLOWANCE, send_params([], text, brand_id, otp, stop_list))
-    per_number = len(str(URL("http://x/").with_query({"n": "1,2"}))) - len(str(URL("http://x/").with_query(
-        {"n": "12"}))) + _MAX_NUMBER_LENGTH
+    per_number = (
+        len(str(URL("http://x/").with_query({"n": "1,2"})))
+        - len(str(URL("http://x/").with_query({"n": "12"})))
+        + _MAX_NUMBER_LENGTH
+    )
     room = max_url_length - len(str(fixed))
     return max(1, min(batch_size, room // per_number))
 
@@ -209,14 +217,21 @@ class UbillClient:
         ctx: dict[str, bool] = {"connected": False}
         try:
             async with self._session.request(
-                method, url, json=payload, headers={"key": self._key.reveal()}, timeout=self._timeout,
-                trace_request_ctx=ctx, allow_redirects=False,
+                method,
+                url,
+                json=payload,
+                headers={"key": self._key.reveal()},
+                timeout=self._timeout,
+                trace_request_ctx=ctx,
+                allow_redirects=False,
             ) as response:
                 raw = await response.read()
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            raise ProviderUnavailable(f"cannot connect to uBill ({type(exc).__name__})", "connect_error") from None
+            raise ProviderUnavailable(
+                f"cannot connect to uBill ({type(exc).__name__})", "connect_error"
+            ) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise self._lost(exc, ctx["connected"], sends) from None
         return self._decode(status, raw, retry_after)

@@ -48,3 +48,11 @@ def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _logging() -> None:
+    """Readable info-level lines in captured output (structlog's default would print debug too)."""
+    from smsgw import logs  # noqa: PLC0415
+
+    logs.configure("console", "info")

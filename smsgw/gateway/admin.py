@@ -16,6 +16,7 @@ from smsgw.gateway.jsonio import json_response
 from smsgw.gateway.submit import submit
 from smsgw.gateway.validation import SendRequest
 from smsgw.records import Recipient, Unit, resource
+from smsgw.redisdb import hash_fields
 from smsgw.settings import DEFAULT_VALIDITY_OTHER, DEFAULT_VALIDITY_OTP
 
 __all__ = ["routes"]
@@ -31,7 +32,7 @@ def _require_admin(request: web.Request) -> None:
 
 async def _dead_letter(gw: Gateway, dead_id: str) -> tuple[str, Unit, dict[str, str]]:
     message_id, _, k = dead_id.rpartition(":")
-    fields = await gw.redis.hgetall(keys.message(message_id)) if k.isdigit() else {}
+    fields = await hash_fields(gw.redis, keys.message(message_id)) if k.isdigit() else {}
     raw = fields.get(f"u:{k}")
     if not raw:
         raise NotFound(f"no dead letter {dead_id}")

@@ -43,8 +43,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     try:
         gw.durability = await durability(gw.redis)
         if not gw.durability.durable:
-            log.warning("redis.not_durable", **gw.durability.as_dict(),
-                        detail="accepted work can be lost if Redis crashes: run appendonly yes, appendfsync always")
+            log.warning(
+                "redis.not_durable", **gw.durability.as_dict(),
+                detail="accepted work can be lost if Redis crashes: run appendonly yes, appendfsync always",
+            )
     except REDIS_ERRORS as exc:
         log.error("redis.unreachable_at_start", error=type(exc).__name__)
     yield
@@ -62,5 +64,7 @@ def create_app(settings: Settings) -> web.Application:
     app[GATEWAY] = gateway
     for module in (messages, callbacks, facade, events, admin, ops):
         app.add_routes(module.routes)
+    app[events.OPEN_READS] = set()
+    app.on_shutdown.append(events.end_streams)
     app.cleanup_ctx.append(_resources)
     return app

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -20,8 +19,8 @@ __all__ = ["CLIENT", "GATEWAY", "MESSAGE_ID", "REDIS_ERROR", "REQUEST_ID", "Gate
 @dataclass
 class Gateway:
     settings: Settings
-    redis: Redis[Any]
-    blocking: Redis[Any]  # its own pool: SSE streams park in XREAD BLOCK without starving the API
+    redis: Redis
+    blocking: Redis  # its own pool: SSE streams park in XREAD BLOCK without starving the API
     scripts: Scripts
     metrics: GatewayMetrics
     auth: Authenticator

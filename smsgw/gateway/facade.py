@@ -24,7 +24,7 @@ from smsgw.gateway.submit import submit
 from smsgw.gateway.validation import MAX_OTP_RECIPIENTS, MAX_RECIPIENTS, MAX_TEXT, SendRequest
 from smsgw.phones import normalise_many
 from smsgw.records import Recipient
-from smsgw.redisdb import REDIS_ERRORS
+from smsgw.redisdb import REDIS_ERRORS, hash_fields
 from smsgw.settings import DEFAULT_VALIDITY_OTHER, DEFAULT_VALIDITY_OTP, MAX_BODY_BYTES, Client
 from smsgw.statuses import to_ubill_code
 from smsgw.ubill import parse_send_time
@@ -63,7 +63,10 @@ async def _params(request: web.Request) -> dict[str, Any]:
             raise Refusal(90, "JSON error")
         params.update(body)
     elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form: MultiDictProxy[Any] = await request.post()
+        try:
+            form: MultiDictProxy[Any] = await request.post()
+        except ValueError:  # e.g. multipart/form-data without a boundary: uBill's "JSON error" for bad input
+            raise Refusal(90, "malformed form body") from None
         params.update({k: v for k, v in form.items() if isinstance(v, str)})
     return params
 
@@ -173,7 +176,7 @@ async def report(request: web.Request) -> web.Response:
         return refusal.response()
     sms_id = request.match_info["sms_id"]
     message_id = await gw.redis.get(keys.facade(sms_id)) if sms_id.isdigit() else None
-    fields = await gw.redis.hgetall(keys.message(message_id)) if message_id else {}
+    fields = await hash_fields(gw.redis, keys.message(message_id)) if message_id else {}
     if not fields or fields.get("c") != client.name:
         return Refusal(99, "SMS not found").response()
     result = [

@@ -19,7 +19,7 @@ from smsgw.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from smsgw.gateway.context import GATEWAY, MESSAGE_ID, client_of
 from smsgw.gateway.jsonio import json_response
 from smsgw.records import resource
-from smsgw.redisdb import REDIS_ERRORS
+from smsgw.redisdb import REDIS_ERRORS, hash_fields
 
 __all__ = ["body_hash", "idempotent"]
 
@@ -59,7 +59,7 @@ async def idempotent(
         )
     if state[0] == "replay":
         gw.metrics.idempotent_replays.labels(client.name).inc()
-        fields = await gw.redis.hgetall(keys.message(state[1]))
+        fields = await hash_fields(gw.redis, keys.message(state[1]))
         if not fields:
             raise NotFound(f"message {state[1]} of this Idempotency-Key is no longer kept")
         request[MESSAGE_ID] = state[1]

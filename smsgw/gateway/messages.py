@@ -16,6 +16,7 @@ from smsgw.gateway.jsonio import json_response, read_json
 from smsgw.gateway.submit import submit
 from smsgw.gateway.validation import validate_send
 from smsgw.records import new_message_id, resource
+from smsgw.redisdb import hash_fields
 
 __all__ = ["load_message", "routes"]
 
@@ -24,7 +25,7 @@ routes = web.RouteTableDef()
 
 async def load_message(request: web.Request, message_id: str) -> dict[str, str]:
     """The message hash, or 404 when unknown or owned by another client (indistinguishable on purpose)."""
-    fields: dict[str, str] = await request.app[GATEWAY].redis.hgetall(keys.message(message_id))
+    fields = await hash_fields(request.app[GATEWAY].redis, keys.message(message_id))
     if not fields or fields.get("c") != client_of(request).name:
         raise NotFound(f"no message {message_id}")
     return fields

@@ -62,7 +62,7 @@ def validate_send(body: Any, client: Client, settings: Settings, now: datetime) 
         errors.add("to", f"an otp message goes to at most {MAX_OTP_RECIPIENTS} numbers, got {len(numbers)}")
     if errors.items:
         raise ValidationFailed(errors.items)
-    assert brand_id is not None and lane is not None and text is not None  # noqa: S101 - narrowed by errors
+    assert brand_id is not None and lane is not None and text is not None
     return SendRequest(numbers, text, brand_id, lane, send_at, validity, stop_list, reference)
 
 

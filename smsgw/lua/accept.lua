@@ -1,9 +1,9 @@
 -- Accept a message: its hash, its arq jobs and their lane entries, written together or not at all.
 -- KEYS[1] message hash   KEYS[2] lane queue (arq zset)   KEYS[3] lane wake list
 -- KEYS[4] idempotency key (or '')   KEYS[5] facade counter (or '')
--- ARGV[1] ttl seconds   ARGV[2] due ms (queue score)   ARGV[3] idempotency value ('' = none)
+-- ARGV[1] ttl seconds   ARGV[2] due ms   ARGV[3] idempotency value ('' = none)
 -- ARGV[4] message id    ARGV[5] field count F, then F field/value pairs (meta + recipients + units)
--- then unit count U, then U triples: job key, job payload, job id
+-- then unit count U, then U quadruples: job key, job payload, job id, queue score
 -- Returns {1, facade_id or ''} when written, {0} when the message id already exists.
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
 local ttl = tonumber(ARGV[1])
@@ -17,11 +17,10 @@ while i <= last do
 end
 local nunits = tonumber(ARGV[i])
 i = i + 1
-local due = ARGV[2]
 for _ = 1, nunits do
   redis.call('SET', ARGV[i], ARGV[i + 1], 'EX', ttl)
-  redis.call('ZADD', KEYS[2], due, ARGV[i + 2])
-  i = i + 3
+  redis.call('ZADD', KEYS[2], ARGV[i + 3], ARGV[i + 2])
+  i = i + 4
 end
 local facade_id = ''
 if KEYS[5] ~= '' then

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import structlog
 from aiohttp import web
@@ -33,6 +34,9 @@ async def _latency(sandbox: Sandbox) -> None:
 @routes.route("GET", "/v1/sms/send")
 @routes.route("POST", "/v1/sms/send")
 async def send(request: web.Request) -> web.StreamResponse:
+    """Faults in uBill-outage order: stall and 5xx before anything is read, latency, then the checks;
+    accept_error and drop only after the call was recorded, charged and its callbacks scheduled."""
+    received = time.time()
     sandbox = request.app[SANDBOX]
     fault = faults.draw_fault(sandbox.config, sandbox.rng)
     if fault == "stall":
@@ -45,7 +49,7 @@ async def send(request: web.Request) -> web.StreamResponse:
     if not isinstance(decision, Accepted):
         log.info("sandbox send refused", status_id=decision.status_id, reason=decision.message)
         return _answer(decision.body(), decision.http_status)
-    record = _accept(sandbox, decision, call.method, fault or "ok")
+    record = _accept(sandbox, decision, call.method, fault or "ok", received)
     body = {"statusID": 0, "smsID": record.sms_id, "message": "Success"}
     if fault == "accept_error":
         return faults.accept_error()
@@ -54,13 +58,13 @@ async def send(request: web.Request) -> web.StreamResponse:
     return _answer(body)
 
 
-def _accept(sandbox: Sandbox, accepted: Accepted, method: str, outcome: str) -> Send:
+def _accept(sandbox: Sandbox, accepted: Accepted, method: str, outcome: str, received: float) -> Send:
     """Record and charge the call, then schedule its callbacks (from sendTime when one was given)."""
     now = sandbox.clock()
     record = sandbox.state.accept(Send(
         sms_id=0, time=now, numbers=accepted.numbers, rejected_numbers=accepted.rejected_numbers,
         text=accepted.text, brand_id=accepted.brand_id, otp=accepted.otp, stop_list=accepted.stop_list,
-        send_time=accepted.send_time, method=method, outcome=outcome,
+        send_time=accepted.send_time, method=method, outcome=outcome, received=received,
     ), accepted.segments)
     wait = (accepted.send_at - now).total_seconds() if accepted.send_at else 0.0
     sandbox.deliverer.schedule(record, wait + sandbox.config.callback_delay)

@@ -22,7 +22,9 @@ from smsgw.sandbox.config import SandboxConfig
 from smsgw.segments import count_segments
 from smsgw.ubill import REFUSALS, parse_send_time
 
-__all__ = ["Accepted", "Refusal", "SendCall", "check", "key_matches", "read_call"]
+__all__ = [
+    "BAD_SEND_TIME", "INVALID_KEY", "Accepted", "Refusal", "SendCall", "check", "key_matches", "read_call",
+]
 
 _VALID_NUMBER: Final = re.compile(r"^9955\d{8}$")
 _FORMS: Final = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -140,7 +142,7 @@ def _is_int(raw: object) -> bool:
 
 
 def _brand_id(raw: object) -> int | None:
-    if isinstance(raw, int) and _is_int(raw):
+    if isinstance(raw, int) and not isinstance(raw, bool):
         return raw
     if isinstance(raw, str) and raw.strip().isdigit():
         return int(raw.strip())

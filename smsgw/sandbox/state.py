@@ -49,6 +49,9 @@ class Send:
     method: str
     outcome: str
     statuses: dict[str, int] = field(default_factory=dict)
+    # Epoch seconds (float, sub-millisecond) when the call reached the handler, before any simulated latency:
+    # benchmarks compare it with a client's clock on the same machine.
+    received: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +66,7 @@ class Send:
             "send_time": self.send_time,
             "method": self.method,
             "outcome": self.outcome,
+            "received": self.received,
         }
 
     def report(self) -> list[dict[str, str]]:

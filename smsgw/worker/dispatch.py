@@ -61,8 +61,17 @@ class Claim:
             return cls(kind, detail=str(raw[1]) if len(raw) > 1 else "")
         tries, client, lane, brand, text, stop_list, created, send_at, expires = raw[1:10]
         return cls(
-            kind, int(tries), str(client), str(lane), int(brand), str(text), stop_list == "1", int(created),
-            int(send_at) if send_at else None, int(expires), [str(n) for n in raw[10:]],
+            kind,
+            int(tries),
+            str(client),
+            str(lane),
+            int(brand),
+            str(text),
+            stop_list == "1",
+            int(created),
+            int(send_at) if send_at else None,
+            int(expires),
+            [str(n) for n in raw[10:]],
         )
 
 
@@ -74,7 +83,7 @@ def backoff(attempt: int, base: float, cap: float) -> float:
 @dataclass
 class Dispatcher:
     settings: Settings
-    redis: Redis[Any]
+    redis: Redis
     scripts: Scripts
     ubill: UbillClient
     breaker: CircuitBreaker
@@ -90,7 +99,9 @@ class Dispatcher:
         await self.limiter.acquire(lane, n, self.stopping)
         claim = await self._claim(message_id, k)
         if claim.kind == "ambiguous":
-            return await self._ambiguous(lane, message_id, k, claim, f"an earlier attempt died mid-call ({claim.detail})")
+            return await self._ambiguous(
+                lane, message_id, k, claim, f"an earlier attempt died mid-call ({claim.detail})"
+            )
         if claim.kind != "send":
             if claim.kind == "empty" and int(claim.detail or 0):
                 self.metrics.recipients.labels(lane, "expired").inc(int(claim.detail))
@@ -100,14 +111,17 @@ class Dispatcher:
     async def _call(self, lane: str, message_id: str, k: int, claim: Claim) -> str:
         started = time.perf_counter()
         try:
-            sms_id = await self.ubill.send(claim.numbers, claim.text, claim.brand_id, otp=lane == "otp",
-                                           stop_list=claim.stop_list)
+            sms_id = await self.ubill.send(
+                claim.numbers, claim.text, claim.brand_id, otp=lane == "otp", stop_list=claim.stop_list
+            )
         except ProviderRefused as exc:
             self._observe_call(exc.outcome, started)
             self.breaker.success()
             await self._settle(message_id, k, "refused", reason=exc.reason)
             self.metrics.recipients.labels(lane, "rejected").inc(len(claim.numbers))
-            log.info("dispatch.rejected", count=len(claim.numbers), status_id=exc.status_id, reason=exc.reason)
+            log.info(
+                "dispatch.rejected", count=len(claim.numbers), status_id=exc.status_id, reason=exc.reason
+            )
             return "rejected"
         except ProviderUnavailable as exc:
             self._observe_call(exc.outcome, started)
@@ -122,15 +136,30 @@ class Dispatcher:
         await self._settle(message_id, k, "acked", sms_id=sms_id or "")
         self._observe_latency(lane, claim)
         self.metrics.recipients.labels(lane, "submitted").inc(len(claim.numbers))
-        log.info("dispatch.submitted", count=len(claim.numbers), sms_id=sms_id, attempt=claim.tries + 1,
-                 duration_ms=round((time.perf_counter() - started) * 1000, 1))
+        log.info(
+            "dispatch.submitted",
+            count=len(claim.numbers),
+            sms_id=sms_id,
+            attempt=claim.tries + 1,
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
         return "submitted"
 
-    async def _retry(self, lane: str, message_id: str, k: int, claim: Claim, reason: str, cause: str,
-                     retry_after: float | None = None) -> str:
+    async def _retry(
+        self,
+        lane: str,
+        message_id: str,
+        k: int,
+        claim: Claim,
+        reason: str,
+        cause: str,
+        retry_after: float | None = None,
+    ) -> str:
         attempt = claim.tries + 1
         if attempt >= self.settings.max_attempts:
-            await self._settle(message_id, k, "dead", reason=f"retries exhausted after {attempt} attempts: {reason}")
+            await self._settle(
+                message_id, k, "dead", reason=f"retries exhausted after {attempt} attempts: {reason}"
+            )
             self.metrics.dead_letters.labels(lane).inc()
             self.metrics.recipients.labels(lane, "dead").inc(len(claim.numbers))
             log.warning("dispatch.dead_letter", attempts=attempt, reason=reason)
@@ -148,8 +177,9 @@ class Dispatcher:
         """The request may have reached uBill: retry only where a duplicate beats a miss (OTP by default)."""
         retryable = lane in self.settings.ambiguous_retry_lanes and now_ms() < claim.expires_ms
         if retryable:
-            return await self._retry(lane, message_id, k, claim, f"outcome unknown, retried by policy: {reason}",
-                                     "ambiguous")
+            return await self._retry(
+                lane, message_id, k, claim, f"outcome unknown, retried by policy: {reason}", "ambiguous"
+            )
         await self._settle(message_id, k, "unknown", reason=f"outcome unknown: {reason}")
         self.metrics.recipients.labels(lane, "unknown").inc(len(claim.numbers))
         log.warning("dispatch.unknown", reason=reason)
@@ -159,12 +189,20 @@ class Dispatcher:
         now = now_ms()
         raw = await self.scripts.claim(
             keys=[keys.message(message_id)],
-            args=[k, now, iso(now), stream_minid(now, self.settings.events_retention), self.owner,
-                  keys.UNSETTLED_TTL],
+            args=[
+                k,
+                now,
+                iso(now),
+                stream_minid(now, self.settings.events_retention),
+                self.owner,
+                keys.UNSETTLED_TTL,
+            ],
         )
         return Claim.parse(raw)
 
-    async def _settle(self, message_id: str, k: int, outcome: str, *, sms_id: str = "", reason: str = "") -> None:
+    async def _settle(
+        self, message_id: str, k: int, outcome: str, *, sms_id: str = "", reason: str = ""
+    ) -> None:
         """Record an outcome; an acknowledged send must be recorded, so Redis outages are waited out."""
         deadline = time.monotonic() + SETTLE_PATIENCE
         while True:
@@ -172,8 +210,17 @@ class Dispatcher:
             try:
                 await self.scripts.settle(
                     keys=[keys.message(message_id)],
-                    args=[k, outcome, now, iso(now), stream_minid(now, self.settings.events_retention), sms_id,
-                          reason, keys.SMS_ID_TTL, keys.UNSETTLED_TTL],
+                    args=[
+                        k,
+                        outcome,
+                        now,
+                        iso(now),
+                        stream_minid(now, self.settings.events_retention),
+                        sms_id,
+                        reason,
+                        keys.SMS_ID_TTL,
+                        keys.UNSETTLED_TTL,
+                    ],
                 )
                 return
             except REDIS_ERRORS as exc:

@@ -14,6 +14,7 @@ so a killed worker's units are picked up within ``SMSGW_JOB_LEASE`` seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import structlog
@@ -25,7 +26,7 @@ from smsgw.clock import now_ms
 from smsgw.redisdb import REDIS_ERRORS, json_dumps, json_loads
 from smsgw.worker.dispatch import Dispatcher, dispatch
 
-__all__ = ["LaneWorker"]
+__all__ = ["LaneStopped", "LaneWorker"]
 
 log = structlog.get_logger(__name__)
 IDLE_CAP = 1.0  # longest blocking wait: also how soon a unit freed by a dead worker's lease is seen
@@ -33,12 +34,19 @@ JOB_TIMEOUT = 3600  # arq's own timeout would drop a unit: our calls and waits a
 NO_LIMIT = 10**9  # attempts are counted by the dispatcher (dead letters), never by arq
 
 
+class LaneStopped(Exception):  # noqa: N818 - control flow, not an error
+    """Ends ``LaneWorker.main()`` after ``request_stop()``: arq's loop has no exit of its own."""
+
+
 class LaneWorker(Worker):
-    def __init__(self, lane: str, pool: ArqRedis, dispatcher: Dispatcher, max_jobs: int, lease: float) -> None:
+    def __init__(
+        self, lane: str, pool: ArqRedis, dispatcher: Dispatcher, max_jobs: int, lease: float
+    ) -> None:
         self.lane = lane
         self.lease_ms = int(lease * 1000)
         self._slot_freed = asyncio.Event()
         self._redis_backoff = 0.1
+        self._stop_requested = False
         super().__init__(
             functions=[func(dispatch, name="dispatch", max_tries=NO_LIMIT, timeout=JOB_TIMEOUT)],
             queue_name=keys.lane_queue(lane),
@@ -60,7 +68,15 @@ class LaneWorker(Worker):
     async def _job_started(self, ctx: dict[str, Any]) -> None:
         await self.pool.pexpire(keys.in_progress(ctx["job_id"]), self.lease_ms)
 
+    def request_stop(self) -> None:
+        """Stop picking jobs now; ``main()`` returns once the jobs it runs are done."""
+        self.allow_pick_jobs = False
+        self._stop_requested = True
+        self._slot_freed.set()
+
     async def _poll_iteration(self) -> None:
+        if self._stop_requested and not self.tasks:
+            raise LaneStopped(self.lane)
         started = self._jobs_started()
         try:
             await super()._poll_iteration()
@@ -77,20 +93,23 @@ class LaneWorker(Worker):
         """Sleep until a slot frees (when full) or work arrives (when empty), never longer than a second."""
         self._slot_freed.clear()
         if self.job_counter >= self.max_jobs or not self.allow_pick_jobs:
-            try:
-                await asyncio.wait_for(self._slot_freed.wait(), IDLE_CAP)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(IDLE_CAP):
+                    await self._slot_freed.wait()
             return
         try:
-            await self.pool.blpop([keys.wake(self.lane)], timeout=await self._until_next_due())
+            # Redis >= 6 takes a fractional timeout; redis-py types it as int.
+            await self.pool.blpop([keys.wake(self.lane)], timeout=await self._until_next_due())  # type: ignore[arg-type,misc]
         except REDIS_ERRORS as exc:
             log.warning("lane.redis_unavailable", lane=self.lane, error=type(exc).__name__)
             await asyncio.sleep(self._redis_backoff)
 
     async def _until_next_due(self) -> float:
         now = now_ms()
-        upcoming = await self.pool.zrangebyscore(self.queue_name, f"({now}", "+inf", start=0, num=1, withscores=True)
+        upcoming = await self.pool.zrangebyscore(
+            self.queue_name, f"({now}", "+inf", start=0, num=1, withscores=True
+        )
         if not upcoming:
             return IDLE_CAP
         return min(IDLE_CAP, max(0.001, (float(upcoming[0][1]) - now) / 1000))

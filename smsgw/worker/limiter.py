@@ -31,10 +31,17 @@ class DispatchLimiter:
         s = self._settings
         started = time.monotonic()
         while True:
-            granted, wait_ms = await self._scripts.rate(args=[
-                lane, numbers, s.ubill_rate_calls, s.ubill_rate_numbers, s.otp_reserve,
-                s.min_share_transactional, s.min_share_bulk,
-            ])
+            granted, wait_ms = await self._scripts.rate(
+                args=[
+                    lane,
+                    numbers,
+                    s.ubill_rate_calls,
+                    s.ubill_rate_numbers,
+                    s.otp_reserve,
+                    s.min_share_transactional,
+                    s.min_share_bulk,
+                ]
+            )
             waited = time.monotonic() - started
             if int(granted) == 1:
                 if waited > 0.001:

@@ -28,7 +28,7 @@ from smsgw.ubill import UbillClient
 from smsgw.worker import upkeep
 from smsgw.worker.breaker import CircuitBreaker
 from smsgw.worker.dispatch import Dispatcher
-from smsgw.worker.lanes import IDLE_CAP, LaneWorker
+from smsgw.worker.lanes import IDLE_CAP, LaneStopped, LaneWorker
 from smsgw.worker.limiter import DispatchLimiter
 
 __all__ = ["WorkerProcess", "run"]
@@ -53,35 +53,63 @@ class WorkerProcess:
 
     def _dispatcher(self, session: aiohttp.ClientSession) -> Dispatcher:
         s = self.settings
-        ubill = UbillClient(session, s.ubill_base_url, s.ubill_api_key, timeout=s.ubill_timeout,
-                            connect_timeout=s.ubill_connect_timeout, max_url_length=s.ubill_max_url_length)
-        breaker = CircuitBreaker(s.breaker_threshold, s.breaker_cooldown,
-                                 on_change=self._breaker_changed)
+        ubill = UbillClient(
+            session,
+            s.ubill_base_url,
+            s.ubill_api_key,
+            timeout=s.ubill_timeout,
+            connect_timeout=s.ubill_connect_timeout,
+            max_url_length=s.ubill_max_url_length,
+        )
+        breaker = CircuitBreaker(s.breaker_threshold, s.breaker_cooldown, on_change=self._breaker_changed)
         owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        return Dispatcher(s, self.redis, self.scripts, ubill, breaker, DispatchLimiter(self.scripts, s, self.metrics),
-                          self.metrics, owner)
+        return Dispatcher(
+            s,
+            self.redis,
+            self.scripts,
+            ubill,
+            breaker,
+            DispatchLimiter(self.scripts, s, self.metrics),
+            self.metrics,
+            owner,
+        )
 
     def _breaker_changed(self, state: int) -> None:
         self.metrics.breaker_state.set(state)
         log.warning("breaker.state", state={0: "closed", 1: "half-open", 2: "open"}[state])
 
     async def serve(self) -> None:
-        connector = aiohttp.TCPConnector(limit=sum(self.settings.concurrency.values()) + 4, keepalive_timeout=15)
+        connector = aiohttp.TCPConnector(
+            limit=sum(self.settings.concurrency.values()) + 4, keepalive_timeout=15
+        )
         self.session = aiohttp.ClientSession(connector=connector, trace_configs=[UbillClient.trace_config()])
         self.dispatcher = self._dispatcher(self.session)
         s = self.settings
-        self.workers = [LaneWorker(lane, self.pool, self.dispatcher, s.concurrency[lane], s.job_lease) for lane in LANES]
+        self.workers = [
+            LaneWorker(lane, self.pool, self.dispatcher, s.concurrency[lane], s.job_lease) for lane in LANES
+        ]
         ubill = self.dispatcher.ubill
         duties = [
             (s.job_lease / 3, upkeep.lease_heartbeat(self.pool, self.workers, s.job_lease), "lease"),
-            (s.reconcile_interval, upkeep.reconciler(self.redis, self.scripts, ubill, s, self.metrics), "reconcile"),
+            (
+                s.reconcile_interval,
+                upkeep.reconciler(self.redis, self.scripts, ubill, s, self.metrics),
+                "reconcile",
+            ),
         ]
         if s.balance_interval > 0:
-            duties.append((s.balance_interval, upkeep.balance_poller(self.redis, ubill, self.metrics,
-                                                                     s.balance_interval), "balance"))
+            duties.append(
+                (
+                    s.balance_interval,
+                    upkeep.balance_poller(self.redis, ubill, self.metrics, s.balance_interval),
+                    "balance",
+                )
+            )
         self._tasks = [asyncio.create_task(self._supervise(w)) for w in self.workers]
         self._tasks += [asyncio.create_task(upkeep.every(i, duty, name)) for i, duty, name in duties]
-        log.info("worker.started", lanes=list(LANES), concurrency=dict(s.concurrency), owner=self.dispatcher.owner)
+        log.info(
+            "worker.started", lanes=list(LANES), concurrency=dict(s.concurrency), owner=self.dispatcher.owner
+        )
         await self.stopped.wait()
         await self._drain()
 
@@ -89,8 +117,8 @@ class WorkerProcess:
         while True:
             try:
                 await worker.main()
-            except asyncio.CancelledError:
-                raise
+            except LaneStopped:
+                return
             except Exception:
                 log.exception("lane.crashed", lane=worker.lane)
                 await asyncio.sleep(1.0)
@@ -102,7 +130,7 @@ class WorkerProcess:
         """Stop taking work; give in-flight calls the grace period; cancel the rest; close resources."""
         self.dispatcher.stopping.set()
         for worker in self.workers:
-            worker.allow_pick_jobs = False
+            worker.request_stop()
         running = [t for w in self.workers for t in w.tasks.values() if not t.done()]
         log.info("worker.draining", in_flight=len(running), grace_s=self.settings.shutdown_grace)
         if running:
@@ -111,7 +139,9 @@ class WorkerProcess:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
-        for task in self._tasks:
+        lanes, duties = self._tasks[: len(self.workers)], self._tasks[len(self.workers) :]
+        _done, stuck = await asyncio.wait(lanes, timeout=IDLE_CAP * 3)
+        for task in [*stuck, *duties]:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.session is not None:
@@ -122,9 +152,13 @@ class WorkerProcess:
 
     def http_app(self) -> web.Application:
         app = web.Application()
-        app.add_routes([
-            web.get("/healthz", self._healthz), web.get("/readyz", self._readyz), web.get("/metrics", self._metrics),
-        ])
+        app.add_routes(
+            [
+                web.get("/healthz", self._healthz),
+                web.get("/readyz", self._readyz),
+                web.get("/metrics", self._metrics),
+            ]
+        )
         return app
 
     async def _healthz(self, _request: web.Request) -> web.Response:
@@ -136,9 +170,13 @@ class WorkerProcess:
         except REDIS_ERRORS:
             return web.json_response({"status": "unavailable", "redis": "unreachable"}, status=503)
         alive = bool(self._tasks) and all(not t.done() for t in self._tasks[: len(self.workers)])
-        body = {"status": "ready" if alive else "starting", "redis": "ok",
-                "breaker": {0: "closed", 1: "half-open", 2: "open"}[self.dispatcher.breaker.state]
-                if self.workers else "closed"}
+        body = {
+            "status": "ready" if alive else "starting",
+            "redis": "ok",
+            "breaker": {0: "closed", 1: "half-open", 2: "open"}[self.dispatcher.breaker.state]
+            if self.workers
+            else "closed",
+        }
         return web.json_response(body, status=200 if alive and not self.stopped.is_set() else 503)
 
     async def _metrics(self, _request: web.Request) -> web.Response:

@@ -10,7 +10,6 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 import structlog
 from redis.asyncio import Redis
@@ -21,10 +20,10 @@ from smsgw.delivery import apply_provider_status
 from smsgw.errors import ProviderError
 from smsgw.lua import Scripts
 from smsgw.metrics import WorkerMetrics
-from smsgw.redisdb import REDIS_ERRORS
+from smsgw.records import Recipient
+from smsgw.redisdb import REDIS_ERRORS, hash_fields
 from smsgw.settings import LANES, Settings
 from smsgw.statuses import TERMINAL
-from smsgw.records import Recipient
 from smsgw.ubill import UbillClient
 from smsgw.worker.lanes import LaneWorker
 
@@ -47,12 +46,14 @@ async def every(interval: float, duty: Callable[[], Awaitable[None]], name: str)
         await asyncio.sleep(interval)
 
 
-async def take_turn(redis: Redis[Any], name: str, seconds: float) -> bool:
+async def take_turn(redis: Redis, name: str, seconds: float) -> bool:
     """True for one worker per interval."""
     return bool(await redis.set(keys.lock(name), "1", nx=True, px=max(1, int(seconds * 1000 * 0.9))))
 
 
-def lease_heartbeat(pool: Redis[Any], workers: Sequence[LaneWorker], lease: float) -> Callable[[], Awaitable[None]]:
+def lease_heartbeat(
+    pool: Redis, workers: Sequence[LaneWorker], lease: float
+) -> Callable[[], Awaitable[None]]:
     async def beat() -> None:
         ids = [job_id for worker in workers for job_id in worker.running_job_ids]
         if ids:
@@ -64,8 +65,9 @@ def lease_heartbeat(pool: Redis[Any], workers: Sequence[LaneWorker], lease: floa
     return beat
 
 
-def balance_poller(redis: Redis[Any], ubill: UbillClient, metrics: WorkerMetrics,
-                   interval: float) -> Callable[[], Awaitable[None]]:
+def balance_poller(
+    redis: Redis, ubill: UbillClient, metrics: WorkerMetrics, interval: float
+) -> Callable[[], Awaitable[None]]:
     async def poll() -> None:
         if await take_turn(redis, "balance", interval):
             started = time.perf_counter()
@@ -87,22 +89,24 @@ def balance_poller(redis: Redis[Any], ubill: UbillClient, metrics: WorkerMetrics
     return poll
 
 
-def reconciler(redis: Redis[Any], scripts: Scripts, ubill: UbillClient, settings: Settings,
-               metrics: WorkerMetrics) -> Callable[[], Awaitable[None]]:
+def reconciler(
+    redis: Redis, scripts: Scripts, ubill: UbillClient, settings: Settings, metrics: WorkerMetrics
+) -> Callable[[], Awaitable[None]]:
     """Ask uBill's report for units whose callbacks did not all come within ``reconcile_after``."""
 
     async def reconcile() -> None:
         if not await take_turn(redis, "reconcile", settings.reconcile_interval):
             return
         cutoff = now_ms() - int(settings.reconcile_after * 1000)
-        units = await redis.zrangebyscore(keys.AWAITING, "-inf", cutoff, start=0, num=RECONCILE_BATCH,
-                                          withscores=True)
+        units = await redis.zrangebyscore(
+            keys.AWAITING, "-inf", cutoff, start=0, num=RECONCILE_BATCH, withscores=True
+        )
         for unit_id, acked_ms in units:
             await _reconcile_unit(unit_id, int(acked_ms))
 
     async def _reconcile_unit(unit_id: str, acked_ms: int) -> None:
         message_id, _, k = unit_id.rpartition(":")
-        fields = await redis.hgetall(keys.message(message_id))
+        fields = await hash_fields(redis, keys.message(message_id))
         unit = fields.get(f"u:{k}", "")
         numbers = fields.get(f"n:{k}", "").split(",") if unit else []
         sms_id = unit.split("|")[2] if unit else ""
@@ -121,7 +125,7 @@ def reconciler(redis: Redis[Any], scripts: Scripts, ubill: UbillClient, settings
         for number, code in lines:
             if number in numbers and code in (0, 1, 2, 3, 4):
                 await apply_provider_status(scripts, settings, sms_id, number, code, now_ms())
-        fields = await redis.hgetall(keys.message(message_id))
+        fields = await hash_fields(redis, keys.message(message_id))
         if _settled(fields, numbers):
             await redis.zrem(keys.AWAITING, unit_id)
         else:
@@ -136,7 +140,7 @@ def _settled(fields: dict[str, str], numbers: list[str]) -> bool:
     )
 
 
-def refresh_gauges(redis: Redis[Any], metrics: WorkerMetrics) -> Callable[[], Awaitable[None]]:
+def refresh_gauges(redis: Redis, metrics: WorkerMetrics) -> Callable[[], Awaitable[None]]:
     """Queue depth and age per lane, dead letters, orphans: a handful of O(log n) reads per scrape."""
 
     async def refresh() -> None:
@@ -155,10 +159,12 @@ def refresh_gauges(redis: Redis[Any], metrics: WorkerMetrics) -> Callable[[], Aw
         except REDIS_ERRORS:
             return
         for i, lane in enumerate(LANES):
-            due, scheduled, oldest = results[3 * i:3 * i + 3]
+            due, scheduled, oldest = results[3 * i : 3 * i + 3]
             metrics.queue_units.labels(lane).set(due)
             metrics.queue_scheduled.labels(lane).set(scheduled)
-            metrics.queue_oldest_age.labels(lane).set(max(0.0, (now - oldest[0][1]) / 1000) if oldest else 0.0)
+            metrics.queue_oldest_age.labels(lane).set(
+                max(0.0, (now - oldest[0][1]) / 1000) if oldest else 0.0
+            )
         metrics.dead_letter_units.set(results[-3])
         metrics.orphan_callbacks.set(results[-1])
 

@@ -1,0 +1,3 @@
+from ops.bench.cli import main
+
+main()

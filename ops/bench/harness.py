@@ -1,0 +1,249 @@
+"""One benchmark run's machinery: its own Redis, the sandbox, and the processes each figure starts and stops.
+
+The product runs with a deployment's settings: only what must be wired (Redis URL, ports, uBill URL and key,
+callback key, one client without a rate limit) is set; every other ``SMSGW_*`` takes its default, and any
+``SMSGW_*`` in the caller's environment is dropped so it cannot skew a figure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Self
+
+import aiohttp
+from redis.asyncio import Redis
+
+from ops.bench.numbers import NumberSource
+from ops.bench.procs import Proc, pin, spawn, wait_http
+from smsgw.embedded_redis import EmbeddedRedis, free_port
+from smsgw.settings import Settings, token_sha256
+
+__all__ = ["TOKEN", "Bench", "Posted"]
+
+TOKEN = "bench-token-6c1f9a2e4b7d"  # noqa: S105 - a local benchmark token
+UBILL_KEY = "bench-ubill-key-3e8a"
+CALLBACK_KEY = "bench-callback-key-91d0"
+CLIENT = {"name": "bench", "token_sha256": token_sha256(TOKEN), "brands": [1], "default_brand": 1, "otp": True}
+SANDBOX_BALANCE = 10**11
+
+
+@dataclasses.dataclass(frozen=True)
+class Posted:
+    status: int
+    started: float  # epoch seconds when the request was sent
+    answered: float  # epoch seconds when the answer's status line and headers arrived
+    finished: float  # epoch seconds when the whole answer was read
+    body: bytes
+
+
+class Bench:
+    """Owns Redis, the sandbox, the HTTP client and every process started through it (all stopped on exit)."""
+
+    def __init__(self, *, quick: bool, pin_cpus: bool, keep: bool = False) -> None:
+        self.quick = quick
+        self.keep = keep
+        self.workdir = Path(tempfile.mkdtemp(prefix="smsgw-bench-"))
+        self.logs = self.workdir / "logs"
+        self.logs.mkdir()
+        self.redis_server = EmbeddedRedis(self.workdir / "redis")
+        self.numbers = NumberSource()
+        cpus = sorted(os.sched_getaffinity(0))
+        # With two or more CPUs, the process under test gets CPU 0 and the load generator the last one.
+        self.server_cpus: set[int] | None = {cpus[0]} if pin_cpus and len(cpus) >= 2 else None
+        self.load_cpus: set[int] | None = {cpus[-1]} if pin_cpus and len(cpus) >= 2 else None
+        self.procs: dict[str, Proc] = {}
+        self._http: aiohttp.ClientSession | None = None
+        self._redis: Redis | None = None
+
+    async def __aenter__(self) -> Self:
+        self.redis_server.start()
+        self._redis = Redis.from_url(self.redis_server.url, decode_responses=True)
+        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256),
+                                           timeout=aiohttp.ClientTimeout(total=120))
+        await self.start_sandbox()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+        if self._http is not None:
+            await self._http.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+        self.redis_server.stop()
+        if not self.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        assert self._http is not None, "use Bench as an async context manager"
+        return self._http
+
+    @property
+    def redis(self) -> Redis:
+        assert self._redis is not None, "use Bench as an async context manager"
+        return self._redis
+
+    @property
+    def redis_pid(self) -> int:
+        return int(self.redis_server.pidfile.read_text().strip())
+
+    # -- configuration ------------------------------------------------------------------------------------
+    def product_env(self, http_port: int = 0, worker_port: int = 0) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SMSGW_")}
+        env.update({
+            "SMSGW_REDIS_URL": self.redis_server.url,
+            "SMSGW_HTTP_HOST": "127.0.0.1",
+            "SMSGW_HTTP_PORT": str(http_port),
+            "SMSGW_WORKER_HTTP_PORT": str(worker_port),
+            "SMSGW_UBILL_BASE_URL": self.sandbox_url + "/v1",
+            "SMSGW_UBILL_API_KEY": UBILL_KEY,
+            "SMSGW_CALLBACK_KEY": CALLBACK_KEY,
+            "SMSGW_CLIENTS": json.dumps([CLIENT]),
+        })
+        return env
+
+    def product_settings(self) -> dict[str, Any]:
+        """The settings the gateway and worker run with, as a deployment would see them (secrets left out)."""
+        settings = Settings.from_env(self.product_env())
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(settings):
+            value = getattr(settings, field.name)
+            if field.name in ("ubill_api_key", "callback_key", "clients", "redis_url", "http_port",
+                              "worker_http_port", "ubill_base_url"):
+                continue
+            if isinstance(value, frozenset | tuple):
+                value = sorted(str(v) for v in value)
+            elif not isinstance(value, str | int | float | bool | type(None)):
+                value = dict(value) if hasattr(value, "items") else str(value)
+            out[field.name] = value
+        out["clients"] = [{k: v for k, v in CLIENT.items() if k != "token_sha256"}]
+        out["overridden"] = ["SMSGW_REDIS_URL", "SMSGW_HTTP_HOST", "SMSGW_HTTP_PORT", "SMSGW_WORKER_HTTP_PORT",
+                             "SMSGW_UBILL_BASE_URL", "SMSGW_UBILL_API_KEY", "SMSGW_CALLBACK_KEY", "SMSGW_CLIENTS"]
+        return out
+
+    # -- processes ----------------------------------------------------------------------------------------
+    async def start_sandbox(self) -> Proc:
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SMSGW_")}
+        env.update({
+            "SMSGW_SANDBOX_HOST": "127.0.0.1", "SMSGW_SANDBOX_PORT": str(port),
+            "SMSGW_SANDBOX_API_KEY": UBILL_KEY, "SMSGW_SANDBOX_BALANCE": str(SANDBOX_BALANCE),
+            # Per-call INFO lines would cost the stand-in for uBill CPU that the worker competes for.
+            "SMSGW_LOG_LEVEL": "warning",
+        })
+        self.sandbox_url = f"http://127.0.0.1:{port}"
+        proc = spawn("sandbox", ["-m", "smsgw", "sandbox"], env, self.logs, url=self.sandbox_url)
+        self.procs["sandbox"] = proc
+        await wait_http(proc, "/healthz")
+        return proc
+
+    async def start_gateway(self, cpus: set[int] | None = None) -> Proc:
+        port = free_port()
+        proc = spawn("gateway", ["-m", "smsgw", "gateway"], self.product_env(http_port=port), self.logs,
+                     cpus=cpus, url=f"http://127.0.0.1:{port}")
+        self.procs["gateway"] = proc
+        await wait_http(proc, "/readyz")
+        return proc
+
+    async def start_worker(self) -> Proc:
+        port = free_port()
+        proc = spawn("worker", ["-m", "smsgw", "worker"], self.product_env(worker_port=port), self.logs,
+                     url=f"http://127.0.0.1:{port}")
+        self.procs["worker"] = proc
+        await wait_http(proc, "/readyz")
+        return proc
+
+    async def start_baseline_app(self, cpus: set[int] | None = None) -> Proc:
+        port = free_port()
+        argv = ["-m", "ops.bench.baseline_app", "--port", str(port), "--redis-url", self.redis_server.url]
+        proc = spawn("baseline-app", argv, os.environ, self.logs, cpus=cpus, url=f"http://127.0.0.1:{port}")
+        self.procs["baseline-app"] = proc
+        await wait_http(proc, "/healthz")
+        return proc
+
+    async def start_arq(self, name: str, queue: str, poll_delay: float = 0.5) -> Proc:
+        """A stock arq worker (arq's own CLI) on its own queue; ready once it wrote its health-check key."""
+        env = {**os.environ, "BENCH_ARQ_REDIS": self.redis_server.url, "BENCH_ARQ_QUEUE": queue,
+               "BENCH_ARQ_POLL_DELAY": str(poll_delay), "BENCH_ARQ_UBILL_URL": self.sandbox_url + "/v1",
+               "BENCH_ARQ_UBILL_KEY": UBILL_KEY}
+        proc = spawn(name, ["-m", "arq", "ops.bench.arq_baseline.WorkerSettings"], env, self.logs)
+        self.procs[name] = proc
+        deadline = time.monotonic() + 30
+        while not await self.redis.exists(f"{queue}:health-check"):
+            if not proc.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start:\n{proc.log_tail()}")
+            await asyncio.sleep(0.05)
+        return proc
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is not None:
+            proc.stop()
+
+    def pin_redis(self, cpus: set[int] | None) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            pin(self.redis_pid, cpus or set(os.sched_getaffinity(0)))
+
+    # -- Redis and the sandbox ----------------------------------------------------------------------------
+    async def flush(self) -> None:
+        await self.redis.flushall()
+
+    async def sandbox_patch(self, **knobs: object) -> None:
+        async with self.http.patch(f"{self.sandbox_url}/_sandbox/config", json=knobs) as response:
+            if response.status != 200:
+                raise RuntimeError(f"sandbox config: {response.status} {await response.text()}")
+
+    async def sandbox_clear(self) -> None:
+        async with self.http.delete(f"{self.sandbox_url}/_sandbox/sends") as response:
+            await response.read()
+
+    async def sandbox_sends(self) -> list[dict[str, Any]]:
+        async with self.http.get(f"{self.sandbox_url}/_sandbox/sends") as response:
+            sends: list[dict[str, Any]] = (await response.json())["sends"]
+            return sends
+
+    async def sandbox_numbers(self) -> int:
+        """How many numbers the sandbox accepted so far (every number counted once per call)."""
+        async with self.http.get(f"{self.sandbox_url}/_sandbox/counts") as response:
+            counts: dict[str, int] = (await response.json())["numbers"]
+            return sum(counts.values())
+
+    async def reset(self) -> None:
+        """Empty Redis and the sandbox's memory, latency back to 0, callbacks off."""
+        await self.flush()
+        await self.sandbox_clear()
+        await self.sandbox_patch(latency=0.0, callback_url=None)
+
+    # -- the API ------------------------------------------------------------------------------------------
+    async def post(self, body: dict[str, Any]) -> Posted:
+        data = json.dumps(body).encode()
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        started = time.time()
+        async with self.http.post(self.procs["gateway"].url + "/v1/messages", data=data,
+                                  headers=headers) as response:
+            answered = time.time()
+            raw = await response.read()
+            return Posted(response.status, started, answered, time.time(), raw)
+
+    async def post_many(self, bodies: Iterable[dict[str, Any]], concurrency: int = 8) -> list[Posted]:
+        """POST every body with at most ``concurrency`` in flight; raises on any non-202 answer."""
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def one(body: dict[str, Any]) -> Posted:
+            async with semaphore:
+                posted = await self.post(body)
+            if posted.status != 202:
+                raise RuntimeError(f"gateway answered {posted.status}: {posted.body[:300]!r}")
+            return posted
+
+        return list(await asyncio.gather(*(one(b) for b in bodies)))
