@@ -11,7 +11,7 @@
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
+cd "$ROOT" || exit 2
 
 PYTHON="${PYTHON:-python}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
@@ -37,7 +37,7 @@ step() {
     local log="$TMP/step.log" t0=$SECONDS
     if "$@" >"$log" 2>&1; then
         PASSED=$((PASSED + 1))
-        printf '  ok    %-58s %3ss  %s\n' "$name" "$((SECONDS - t0))" "$(grep -v '^\s*$' "$log" | tail -n 1 | cut -c1-80)"
+        printf '  ok    %-60s %3ss  %s\n' "$name" "$((SECONDS - t0))" "$(grep -v '^\s*$' "$log" | tail -n 1 | cut -c1-80)"
     else
         FAILED=$((FAILED + 1))
         FAILURES+=("$name")
@@ -48,6 +48,30 @@ step() {
 
 # expect_failure COMMAND...: for checks that must refuse bad input.
 expect_failure() { ! "$@"; }
+
+# render OUT [-f VALUES]: helm template into a file.
+render() {
+    local out="$1"
+    shift
+    "$PYTHON" scripts/deploy/helm.py template "$CHART" "$@" >"$out"
+}
+
+# kubernetes_validate FILE...: strict validation of the built-in kinds. Only the custom resources may lack a
+# schema here (kubernetes-validate merely warns about them); validate_manifests.py covers those.
+kubernetes_validate() {
+    local out
+    out=$(kubernetes-validate --strict -k "$KUBE_VERSION" --quiet "$@") || { echo "$out"; return 1; }
+    if echo "$out" | grep -v -E "kind (ServiceMonitor|PrometheusRule|ScaledObject) with api version" | grep .; then
+        return 1
+    fi
+    echo "no errors (custom resources left to helm/crd-schemas)"
+}
+
+# promtool_rules DIR: check and unit-test DIR/alerts.yml with DIR/alerts_test.yml.
+promtool_rules() { (cd "$1" && "$PROMTOOL" check rules alerts.yml && "$PROMTOOL" test rules alerts_test.yml); }
+
+# check_metrics COMPONENT: promtool's lint of the /metrics text a fresh gateway or worker serves.
+check_metrics() { "$PYTHON" scripts/deploy/check_promql.py --exposition "$1" | "$PROMTOOL" check metrics; }
 
 # ---------------------------------------------------------------------------------------------------------
 echo "check-deploy: tools"
@@ -114,18 +138,13 @@ for values in "${VALUE_SETS[@]}"; do
     if [ "$values" = default ]; then name=default; args=(); else name="$(basename "$values" -values.yaml)"; args=(-f "$values"); fi
     step "helm lint --strict ($name)" \
         "$PYTHON" scripts/deploy/helm.py lint "$CHART" --strict --kube-version "v$KUBE_VERSION" "${args[@]}"
-    step "helm template ($name)" \
-        bash -c '"$@" > "'"$TMP/rendered-$name.yaml"'"' _ "$PYTHON" scripts/deploy/helm.py template "$CHART" "${args[@]}"
+    step "helm template ($name)" render "$TMP/rendered-$name.yaml" "${args[@]}"
     RENDERED+=("$TMP/rendered-$name.yaml")
 done
 # Built-in kinds against kubernetes-validate's schemas (strict), the CRDs against helm/crd-schemas, and the
 # chart's own promises (hardening, probes, grace period, Ingress, settings known to smsgw).
 step "validate rendered manifests" "$PYTHON" scripts/deploy/validate_manifests.py -k "$KUBE_VERSION" "${RENDERED[@]}"
-step "kubernetes-validate --strict (built-in kinds)" bash -c '
-    out=$(kubernetes-validate --strict -k "$0" --quiet "${@}") || { echo "$out"; exit 1; }
-    # Only the custom resources may lack a schema here; validate_manifests.py covers them.
-    echo "$out" | grep -v -E "kind (ServiceMonitor|PrometheusRule|ScaledObject) with api version" | grep . && exit 1
-    echo "no errors (custom resources left to helm/crd-schemas)"' "$KUBE_VERSION" "${RENDERED[@]}"
+step "kubernetes-validate --strict (built-in kinds)" kubernetes_validate "${RENDERED[@]}"
 step "yamllint rendered output" yamllint -f parsable \
     -d '{extends: default, rules: {line-length: disable, document-start: enable, comments: {min-spaces-from-content: 1},
         indentation: {spaces: consistent, indent-sequences: whatever}}}' \
@@ -148,8 +167,7 @@ mkdir -p "$TMP/prometheusrule" "$TMP/prometheusrule-alt"
 step "chart PrometheusRule equals ops/prometheus/alerts.yml" "$PYTHON" scripts/deploy/rules.py extract \
     "$TMP/rendered-everything.yaml" "$TMP/prometheusrule/alerts.yml" --same-as ops/prometheus/alerts.yml
 cp ops/prometheus/alerts_test.yml "$TMP/prometheusrule/"
-step "promtool check + test rules (chart PrometheusRule)" bash -c \
-    'cd "$0" && "$1" check rules alerts.yml && "$1" test rules alerts_test.yml' "$TMP/prometheusrule" "$PROMTOOL"
+step "promtool check + test rules (chart PrometheusRule)" promtool_rules "$TMP/prometheusrule"
 step "chart PrometheusRule with runbookBaseUrl" "$PYTHON" scripts/deploy/rules.py extract \
     "$TMP/rendered-alternatives.yaml" "$TMP/prometheusrule-alt/alerts.yml" \
     --runbook-base https://runbooks.example.org/sms-gateway/alerts.md
@@ -158,8 +176,7 @@ step "promtool check rules (chart PrometheusRule, runbookBaseUrl)" \
 step "every alert has a runbook section" "$PYTHON" scripts/deploy/rules.py runbooks \
     ops/prometheus/alerts.yml ops/runbooks/alerts.md
 for component in gateway worker; do
-    step "promtool check metrics ($component /metrics)" bash -c \
-        '"$0" scripts/deploy/check_promql.py --exposition "$1" | "$2" check metrics' "$PYTHON" "$component" "$PROMTOOL"
+    step "promtool check metrics ($component /metrics)" check_metrics "$component"
 done
 
 # ---------------------------------------------------------------------------------------------------------
@@ -180,7 +197,7 @@ step "redis.conf and sentinel.conf load in a real server" "$PYTHON" scripts/depl
 step "yamllint ops/ and chart values" yamllint -f parsable -d '{extends: default, rules: {
         line-length: {max: 120, allow-non-breakable-inline-mappings: true}, document-start: disable,
         truthy: {allowed-values: ["true", "false"], check-keys: false}, comments: {min-spaces-from-content: 1}}}' \
-    ops/ "$CHART/values.yaml" "$CHART/Chart.yaml" "$CHART/ci/"
+    ops/docker-compose.yml ops/prometheus/ ops/grafana/ "$CHART/values.yaml" "$CHART/Chart.yaml" "$CHART/ci/"
 
 # ---------------------------------------------------------------------------------------------------------
 echo "check-deploy: $((SECONDS - START))s"

@@ -89,7 +89,7 @@ class Settings:
     ubill_max_url_length: int = 8000
     ubill_rate_calls: int = 0
     ubill_rate_numbers: int = 0
-    otp_reserve: float = 0.1
+    otp_reserve: float = 0.2
     min_share_transactional: float = 0.1
     min_share_bulk: float = 0.1
     batch_size: int = 100
@@ -140,7 +140,7 @@ class Settings:
             ubill_max_url_length=env.int("SMSGW_UBILL_MAX_URL_LENGTH", 8000, 512, 1_000_000),
             ubill_rate_calls=env.int("SMSGW_UBILL_RATE_CALLS", 0, 0, 1_000_000),
             ubill_rate_numbers=env.int("SMSGW_UBILL_RATE_NUMBERS", 0, 0, 100_000_000),
-            otp_reserve=env.float("SMSGW_OTP_RESERVE", 0.1, 0.0, 0.9),
+            otp_reserve=env.float("SMSGW_OTP_RESERVE", 0.2, 0.0, 0.9),
             min_share_transactional=env.float("SMSGW_MIN_SHARE_TRANSACTIONAL", 0.1, 0.0, 0.9),
             min_share_bulk=env.float("SMSGW_MIN_SHARE_BULK", 0.1, 0.0, 0.9),
             batch_size=env.int("SMSGW_BATCH_SIZE", 100, 1, 1000),

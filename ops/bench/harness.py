@@ -23,7 +23,7 @@ import aiohttp
 from redis.asyncio import Redis
 
 from ops.bench.numbers import NumberSource
-from ops.bench.procs import Proc, pin, spawn, wait_http
+from ops.bench.procs import Proc, cpu_seconds, pin, spawn, wait_http
 from smsgw.embedded_redis import EmbeddedRedis, free_port
 from smsgw.settings import Settings, token_sha256
 
@@ -189,6 +189,18 @@ class Bench:
         proc = self.procs.pop(name, None)
         if proc is not None:
             proc.stop()
+
+    def cpu_times(self) -> dict[str, float]:
+        """CPU seconds used so far by every running child, Redis and this process (for shares over a phase)."""
+        times = {name: proc.cpu_seconds() for name, proc in self.procs.items() if proc.alive()}
+        times["redis"] = cpu_seconds(self.redis_pid)
+        times["bench"] = cpu_seconds(os.getpid())
+        return times
+
+    @staticmethod
+    def cpu_shares(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+        """Percent of one core each process used between two ``cpu_times`` snapshots ``seconds`` apart."""
+        return {name: round((after[name] - before[name]) / seconds * 100, 1) for name in after if name in before}
 
     def pin_redis(self, cpus: set[int] | None) -> None:
         with contextlib.suppress(OSError, ValueError):

@@ -21,6 +21,7 @@ npx --no-install ts-json-schema-generator \
     --type Dashboard --no-type-check \
     --out "$work/dashboard.schema.json"
 # Record where it came from inside the schema itself.
+# shellcheck disable=SC2016 # JavaScript, not shell: its ${...} are template literals
 node -e '
 const fs = require("fs");
 const s = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));

@@ -53,13 +53,15 @@ def main() -> int:
         problems += [f"{name}: {var} is not a setting smsgw reads" for var in unknown]
         try:
             (SandboxConfig if role == "sandbox" else Settings).from_env(env)
-        except Exception as exc:  # noqa: BLE001 - SettingsError and whatever a bad value raises
+        except Exception as exc:
             problems.append(f"{name}: smsgw {role} would refuse this environment: {exc}")
         if role == "worker":
             grace = float(env.get("SMSGW_SHUTDOWN_GRACE", 25))
             stop = _seconds(str(service.get("stop_grace_period", "10s")))
             if not stop > grace:
-                problems.append(f"{name}: stop_grace_period ({stop:g}s) must exceed SMSGW_SHUTDOWN_GRACE ({grace:g}s)")
+                problems.append(
+                    f"{name}: stop_grace_period ({stop:g}s) must exceed SMSGW_SHUTDOWN_GRACE ({grace:g}s)"
+                )
     sandbox, gateway, worker = envs.get("sandbox", {}), envs.get("gateway", {}), envs.get("worker", {})
     if sandbox:
         pairs = [
@@ -68,9 +70,13 @@ def main() -> int:
         ]
         for left, left_env, right, right_env in pairs:
             if left_env.get(left) != right_env.get(right):
-                problems.append(f"sandbox {left} differs from {right}: the sandbox would refuse or be refused")
+                problems.append(
+                    f"sandbox {left} differs from {right}: the sandbox would refuse or be refused"
+                )
         if not sandbox.get("SMSGW_SANDBOX_CALLBACK_URL", "").endswith("/callbacks/ubill"):
-            problems.append("sandbox: SMSGW_SANDBOX_CALLBACK_URL must point at the gateway's /callbacks/ubill")
+            problems.append(
+                "sandbox: SMSGW_SANDBOX_CALLBACK_URL must point at the gateway's /callbacks/ubill"
+            )
     for problem in problems:
         print(f"  ERROR {path.name} {problem}")
     print(f"{path.name}: {len(compose['services'])} services, {len(problems)} problem(s)")

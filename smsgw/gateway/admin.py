@@ -1,7 +1,7 @@
 """Dead letters: units that exhausted their retries, listed and replayed by an admin client.
 
-A replay is a new message (id ``{original}-r{k}``) for the dead unit's recipients, so their terminal ``failed``
-status never changes back; the id is fixed, so replaying twice is refused (409) and never sends twice.
+A replay is a new message (id ``{original}-r{k}``) for the dead unit's recipients, so their terminal
+``failed`` status never changes back; the id is fixed, so replaying twice is refused (409) and never sends twice.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ async def _dead_letter(gw: Gateway, dead_id: str) -> tuple[str, Unit, dict[str, 
     return message_id, Unit.parse(int(k), raw), fields
 
 
-def _describe(dead_id: str, dead_ms: float, message_id: str, unit: Unit, fields: dict[str, str]) -> dict[str, object]:
+def _describe(
+    dead_id: str, dead_ms: float, message_id: str, unit: Unit, fields: dict[str, str]
+) -> dict[str, object]:
     numbers = fields.get(f"n:{unit.k}", "").split(",")
     return {
         "id": dead_id, "message_id": message_id, "unit": unit.k, "client": fields.get("c"),

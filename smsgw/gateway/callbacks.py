@@ -37,7 +37,9 @@ def _allowed(gw: Gateway, request: web.Request) -> bool:
 
 def _key_ok(gw: Gateway, request: web.Request) -> bool:
     given = request.query.get("key", "").encode("utf-8", "surrogateescape")
-    return hmac.compare_digest(given, gw.settings.callback_key.reveal().encode())
+    expected = gw.settings.callback_key.reveal().encode()
+    # No key configured must refuse everything, not accept a missing key.
+    return bool(expected) and hmac.compare_digest(given, expected)
 
 
 @routes.get("/callbacks/ubill")

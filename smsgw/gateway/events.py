@@ -28,7 +28,7 @@ OPEN_READS = web.AppKey[set["asyncio.Task[Any]"]]("open_reads")
 
 
 async def end_streams(app: web.Application) -> None:
-    """``on_shutdown``: end every open stream now; shutdown would otherwise wait for streams that never end."""
+    """``on_shutdown``: end open streams now; shutdown would otherwise wait for streams that never end."""
     reads = app[OPEN_READS]
     for read in list(reads):
         read.cancel()

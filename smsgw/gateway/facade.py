@@ -2,8 +2,8 @@
 
 An unmodified uBill client switches by changing its base URL: the gateway token goes where it puts uBill's key
 (``key`` query parameter, form/JSON field or header). Answers keep uBill's shapes and statusIDs; the work is
-queued, prioritised, retried and tracked like any ``POST /v1/messages``. Like uBill, invalid numbers are dropped
-from a call rather than failing it; only a call with no valid number is refused (statusID 50).
+queued, prioritised, retried and tracked like any ``POST /v1/messages``. Like uBill, invalid numbers are
+dropped from a call rather than failing it; only a call with no valid number is refused (statusID 50).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from multidict import MultiDictProxy
 from smsgw import keys
 from smsgw.errors import ProblemError, TooManyRequests
 from smsgw.gateway.context import CLIENT, GATEWAY, MESSAGE_ID, REDIS_ERROR
-from smsgw.gateway.jsonio import json_response
+from smsgw.gateway.jsonio import json_response, loads
 from smsgw.gateway.ratelimit import enforce_client_rate
 from smsgw.gateway.submit import submit
 from smsgw.gateway.validation import MAX_OTP_RECIPIENTS, MAX_RECIPIENTS, MAX_TEXT, SendRequest
@@ -56,7 +56,7 @@ async def _params(request: web.Request) -> dict[str, Any]:
         raise Refusal(90, "request body too large", 413)
     if request.content_type == "application/json":
         try:
-            body = json.loads(await request.read())
+            body = loads(await request.read())
         except (ValueError, UnicodeDecodeError):
             raise Refusal(90, "JSON error") from None
         if not isinstance(body, dict):

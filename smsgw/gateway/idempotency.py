@@ -50,7 +50,8 @@ async def idempotent(
     client = client_of(request)
     digest = body_hash(body)
     record_key = keys.idempotency(client.name, hashlib.sha256(key.encode()).hexdigest())
-    state = await gw.scripts.idempotency(keys=[record_key], args=["begin", digest, keys.IDEMPOTENCY_PENDING_TTL])
+    state = await gw.scripts.idempotency(
+        keys=[record_key], args=["begin", digest, keys.IDEMPOTENCY_PENDING_TTL])
     if state[0] == "inflight":
         raise Conflict("a request with this Idempotency-Key is still being processed")
     if state[0] == "mismatch":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -10,7 +11,22 @@ from aiohttp import web
 from smsgw.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
 from smsgw.settings import MAX_BODY_BYTES
 
-__all__ = ["json_response", "read_json"]
+__all__ = ["json_response", "loads", "read_json"]
+
+# A \uD800-\uDFFF escape: only escapes can put an unpaired surrogate past UTF-8 decoding.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def loads(raw: bytes) -> Any:
+    """``json.loads``, also refusing (``ValueError``) unpaired surrogates such as ``"\\ud83d"``: JSON's
+    syntax allows them (RFC 7493 does not), but no UTF-8 text holds one: Redis and our answers would fail."""
+    value = json.loads(raw)
+    if _SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(value, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise ValueError("a string holds an unpaired UTF-16 surrogate") from None
+    return value
 
 
 async def read_json(request: web.Request) -> Any:
@@ -21,7 +37,7 @@ async def read_json(request: web.Request) -> Any:
         raise UnsupportedMedia("send a JSON body with 'Content-Type: application/json'")
     raw = await request.read()
     try:
-        return json.loads(raw)
+        return loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None
 

@@ -33,7 +33,8 @@ async def readyz(request: web.Request) -> web.Response:
         raise ServiceUnavailable("Redis is unreachable") from None
     body = {"status": "ready", "redis": "ok", "durability": gw.durability.as_dict()}
     if not gw.durability.durable:
-        body["warning"] = "Redis does not run AOF with appendfsync always: a Redis crash can lose accepted work"
+        body["warning"] = (
+            "Redis does not run AOF with appendfsync always: a Redis crash can lose accepted work")
     return json_response(body)
 
 

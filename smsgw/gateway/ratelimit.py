@@ -17,7 +17,8 @@ async def enforce_client_rate(gw: Gateway, client: Client) -> None:
     if client.rate is None:
         return
     burst = max(1, math.ceil(client.rate))
-    allowed, wait_ms = await gw.scripts.client_rate(keys=[keys.client_rate(client.name)], args=[client.rate, burst])
+    allowed, wait_ms = await gw.scripts.client_rate(
+        keys=[keys.client_rate(client.name)], args=[client.rate, burst])
     if int(allowed) == 1:
         return
     gw.metrics.rate_limited.labels(client.name).inc()

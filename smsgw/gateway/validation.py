@@ -62,7 +62,9 @@ def validate_send(body: Any, client: Client, settings: Settings, now: datetime) 
         errors.add("to", f"an otp message goes to at most {MAX_OTP_RECIPIENTS} numbers, got {len(numbers)}")
     if errors.items:
         raise ValidationFailed(errors.items)
-    assert brand_id is not None and lane is not None and text is not None
+    assert brand_id is not None
+    assert lane is not None
+    assert text is not None
     return SendRequest(numbers, text, brand_id, lane, send_at, validity, stop_list, reference)
 
 
@@ -111,7 +113,8 @@ def _send_at(value: Any, now: datetime, errors: _Errors) -> int | None:
     try:
         moment = parse_rfc3339(value)
     except ValueError as exc:
-        errors.add("send_at", str(exc) if "offset" in str(exc) else "must be an RFC 3339 date-time with offset")
+        reason = str(exc) if "offset" in str(exc) else "must be an RFC 3339 date-time with offset"
+        errors.add("send_at", reason)
         return None
     if moment <= now:
         errors.add("send_at", "must be in the future")

@@ -13,6 +13,8 @@ local lane, n = ARGV[1], tonumber(ARGV[2])
 local caps = {calls = tonumber(ARGV[3]), numbers = tonumber(ARGV[4])}
 local need = {calls = 1, numbers = n}
 local share = {otp = tonumber(ARGV[5]), transactional = tonumber(ARGV[6]), bulk = tonumber(ARGV[7])}
+-- Shares are whole units of the cap: 10% of 1 call/s reserves nothing rather than blocking every call.
+local function quota(lane_name, cap) return math.floor(share[lane_name] * cap) end
 local order = {'otp', 'transactional', 'bulk'}
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -30,7 +32,7 @@ local function fits(dim)
   local total = used[dim] or 0
   if total + need[dim] > cap then return false end
   local mine = used[dim .. ':' .. lane] or 0
-  if mine + need[dim] <= share[lane] * cap then return true end
+  if mine + need[dim] <= quota(lane, cap) then return true end
   local reserve = 0
   local higher = true
   for _, other in ipairs(order) do
@@ -39,7 +41,7 @@ local function fits(dim)
     else
       if higher and waiting[other] then return false end
       if other == 'otp' or waiting[other] then
-        reserve = reserve + math.max(0, share[other] * cap - (used[dim .. ':' .. other] or 0))
+        reserve = reserve + math.max(0, quota(other, cap) - (used[dim .. ':' .. other] or 0))
       end
     end
   end

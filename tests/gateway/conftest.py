@@ -1,7 +1,7 @@
 """The gateway over HTTP: a ``Stack`` per test and small helpers that check every answer the same way.
 
-``call`` refuses any answer that shows a secret (a client token, the callback key, the uBill key) in its body or
-headers, so every test also checks that secrets never leak.
+``call`` refuses any answer that shows a secret (a client token, the callback key, the uBill key) in its body
+or headers, so every test also checks that secrets never leak.
 """
 
 from __future__ import annotations
@@ -60,16 +60,22 @@ def problem(answer: Answer, status: int, slug: str | None = None) -> dict[str, A
     assert answer.content_type == PROBLEM_JSON, answer.content_type
     body: dict[str, Any] = answer.json()
     assert body["status"] == status
-    assert isinstance(body["type"], str) and body["type"].startswith(PROBLEM_BASE)
+    assert isinstance(body["type"], str)
+    assert body["type"].startswith(PROBLEM_BASE)
     if slug is not None:
         assert body["type"] == PROBLEM_BASE + slug
-    assert isinstance(body["title"], str) and body["title"]
-    assert isinstance(body["detail"], str) and body["detail"]
+    assert isinstance(body["title"], str)
+    assert body["title"]
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
     if status == 422:
-        assert isinstance(body["errors"], list) and body["errors"]
+        assert isinstance(body["errors"], list)
+        assert body["errors"]
         for error in body["errors"]:
             assert set(error) == {"field", "message"}
-            assert isinstance(error["field"], str) and isinstance(error["message"], str) and error["message"]
+            assert isinstance(error["field"], str)
+            assert isinstance(error["message"], str)
+            assert error["message"]
     return body
 
 
@@ -86,6 +92,16 @@ def parse_time(value: str) -> datetime:
 def numbers(count: int, start: int = 0) -> list[str]:
     """Distinct valid Georgian mobiles (the sandbox accepts 9955 + 8 digits)."""
     return [f"99555{start + i:07d}" for i in range(count)]
+
+
+async def list_length(redis: Redis, key: str) -> int:
+    """LLEN, typed (redis-py types sync and async results as one union)."""
+    return int(await redis.llen(key))  # type: ignore[misc]
+
+
+async def hash_field(redis: Redis, key: str, field: str) -> str | None:
+    value = await redis.hget(key, field)  # type: ignore[misc]
+    return None if value is None else str(value)
 
 
 async def message_keys(redis: Redis) -> list[str]:

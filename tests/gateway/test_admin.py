@@ -35,7 +35,8 @@ async def test_dead_letters_need_an_admin_client(stack: Stack) -> None:
 
 async def test_replay_of_unknown_dead_letter_is_404(stack: Stack) -> None:
     for dead_id in ("msg_nope:0", "msg_nope", "msg_nope:x"):
-        problem(await call(stack, "POST", f"/v1/admin/dead-letters/{dead_id}/replay", who="ops"), 404, "not-found")
+        answer = await call(stack, "POST", f"/v1/admin/dead-letters/{dead_id}/replay", who="ops")
+        problem(answer, 404, "not-found")
 
 
 async def test_replay_of_a_unit_that_is_not_dead_is_409(stack: Stack, redis: Redis) -> None:
@@ -92,7 +93,8 @@ async def test_dead_letter_written_by_the_settle_script(stack: Stack, redis: Red
     now = 1_700_000_000_000
     await scripts.settle(  # type: ignore[attr-defined]
         keys=[keys.message(created["id"])],
-        args=[0, "dead", now, "2023-11-14T22:13:20.000Z", "0-0", "", "retries exhausted after 8 attempts: boom",
+        args=[0, "dead", now, "2023-11-14T22:13:20.000Z", "0-0", "",
+              "retries exhausted after 8 attempts: boom",
               keys.SMS_ID_TTL, keys.UNSETTLED_TTL],
     )
     items = (await call(stack, "GET", "/v1/admin/dead-letters", who="ops")).json()["dead_letters"]

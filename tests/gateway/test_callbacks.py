@@ -15,12 +15,12 @@ import pytest
 from redis.asyncio import Redis
 
 from smsgw import keys
-from tests.gateway.conftest import Answer, call
+from tests.gateway.conftest import Answer, call, list_length
 from tests.harness import CALLBACK_KEY, Stack, eventually
 
 A, B = "995511194242", "995511194243"
-EVENT_FIELDS = {"message_id", "client", "reference", "number", "status", "provider_sms_id", "provider_status_id",
-                "occurred_at"}
+EVENT_FIELDS = {"message_id", "client", "reference", "number", "status", "provider_sms_id",
+                "provider_status_id", "occurred_at"}
 
 
 @pytest.fixture
@@ -61,15 +61,16 @@ def ok(answer: Answer) -> None:
     assert answer.text == "OK"
 
 
-# --- key and parameters -----------------------------------------------------------------------------------------
+# --- key and parameters ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("key", [None, "", "wrong-key", CALLBACK_KEY + "x", CALLBACK_KEY[:-1], CALLBACK_KEY.upper()])
+@pytest.mark.parametrize(
+    "key", [None, "", "wrong-key", CALLBACK_KEY + "x", CALLBACK_KEY[:-1], CALLBACK_KEY.upper()])
 async def test_wrong_or_missing_key_is_403(stack: Stack, redis: Redis, key: str | None) -> None:
     answer = await callback(stack, key=key, **params("100000", A, 1))
     assert answer.status == 403
     assert answer.content_type == "text/plain"
     assert key is None or not key or key not in answer.text
-    assert await redis.llen(keys.orphan("100000")) == 0
+    assert await list_length(redis, keys.orphan("100000")) == 0
 
 
 MALFORMED = [
@@ -99,7 +100,15 @@ async def test_malformed_parameter_is_400(stack: Stack, redis: Redis, change: di
     assert answer.status == 400
     assert answer.content_type == "text/plain"
     assert name in answer.text
-    assert await redis.llen(keys.orphan("100000")) == 0
+    assert await list_length(redis, keys.orphan("100000")) == 0
+
+
+async def test_no_configured_key_refuses_everything(redis_url: str, redis: Redis) -> None:
+    async with Stack(redis_url, env={"SMSGW_CALLBACK_KEY": ""}, worker=False) as unkeyed:
+        for key in (None, ""):
+            answer = await callback(unkeyed, key=key, **params("100000", A, 1))
+            assert answer.status == 403
+    assert await list_length(redis, keys.orphan("100000")) == 0
 
 
 async def test_key_is_checked_before_parameters(stack: Stack) -> None:
@@ -107,7 +116,7 @@ async def test_key_is_checked_before_parameters(stack: Stack) -> None:
     assert answer.status == 403
 
 
-# --- the state machine ------------------------------------------------------------------------------------------
+# --- the state machine ----------------------------------------------------------------------------
 
 async def test_callbacks_move_recipients_forward(quiet: Stack) -> None:
     message_id, sms_id = await submitted(quiet, [A, B])
@@ -118,7 +127,8 @@ async def test_callbacks_move_recipients_forward(quiet: Stack) -> None:
     assert await statuses(quiet, message_id) == {A: "pending", B: "failed"}
     ok(await callback(quiet, **params(sms_id, A, 1)))
     message = await quiet.get(message_id)
-    assert message["status"] == "mixed" and message["counts"] == {"delivered": 1, "failed": 1}
+    assert message["status"] == "mixed"
+    assert message["counts"] == {"delivered": 1, "failed": 1}
     assert all(r["provider_sms_id"] == sms_id for r in message["recipients"])
 
 
@@ -162,7 +172,7 @@ async def test_unknown_sms_id_is_kept_and_applied_when_recorded(quiet: Stack, re
     # The sandbox's first smsID is 100000: its callbacks arrive before the worker has even sent the message.
     ok(await callback(quiet, **params("100000", A, 0)))
     ok(await callback(quiet, **params("100000", A, 1)))
-    assert await redis.llen(keys.orphan("100000")) == 2
+    assert await list_length(redis, keys.orphan("100000")) == 2
     assert await redis.zscore(keys.ORPHANS, "100000") is not None
     created = await quiet.send({"to": [A, B], "text": "hello"})
     done = await quiet.wait_for(created["id"], lambda m: m["recipients"][0]["status"] == "delivered")
@@ -186,12 +196,13 @@ async def test_orphan_settled_through_the_settle_script(stack: Stack, redis: Red
     assert message["recipients"][0]["provider_sms_id"] == "777"
 
 
-# --- events -------------------------------------------------------------------------------------------------
+# --- events ---------------------------------------------------------------------------------------
 
 async def test_each_change_is_published_and_streamed(quiet: Stack, redis: Redis) -> None:
     message_id, sms_id = await submitted(quiet, [A], reference="order-9")
     pubsub = redis.pubsub()
-    await pubsub.subscribe(keys.EVENTS_CHANNEL, keys.client_channel("auth-service"), keys.client_channel("shop"))
+    await pubsub.subscribe(keys.EVENTS_CHANNEL, keys.client_channel("auth-service"),
+                           keys.client_channel("shop"))
     try:
         ok(await callback(quiet, **params(sms_id, A, 1, date="2030-01-01 16:00:00")))
         ok(await callback(quiet, **params(sms_id, A, 1, date="2030-01-01 16:00:05")))  # duplicate: no event
@@ -218,20 +229,22 @@ async def test_each_change_is_published_and_streamed(quiet: Stack, redis: Redis)
     assert await redis.exists(keys.client_stream("shop")) == 0
 
 
-# --- IP allowlist -------------------------------------------------------------------------------------------
+# --- IP allowlist ---------------------------------------------------------------------------------
 
 async def test_peer_outside_the_allowlist_is_403(redis_url: str, redis: Redis) -> None:
-    async with Stack(redis_url, env={"SMSGW_CALLBACK_ALLOWED_IPS": "10.0.0.0/8, 192.168.1.7"}, worker=False) as s:
+    env = {"SMSGW_CALLBACK_ALLOWED_IPS": "10.0.0.0/8, 192.168.1.7"}
+    async with Stack(redis_url, env=env, worker=False) as s:
         answer = await callback(s, **params("100000", A, 1))
         assert answer.status == 403
         assert answer.content_type == "text/plain"
-        assert await redis.llen(keys.orphan("100000")) == 0
+        assert await list_length(redis, keys.orphan("100000")) == 0
 
 
 async def test_peer_inside_the_allowlist_is_served(redis_url: str, redis: Redis) -> None:
-    async with Stack(redis_url, env={"SMSGW_CALLBACK_ALLOWED_IPS": "10.0.0.0/8,127.0.0.1/32"}, worker=False) as s:
+    env = {"SMSGW_CALLBACK_ALLOWED_IPS": "10.0.0.0/8,127.0.0.1/32"}
+    async with Stack(redis_url, env=env, worker=False) as s:
         ok(await callback(s, **params("100000", A, 1)))
-        assert await redis.llen(keys.orphan("100000")) == 1
+        assert await list_length(redis, keys.orphan("100000")) == 1
         assert (await callback(s, key="wrong", **params("100000", A, 1))).status == 403
 
 

@@ -28,10 +28,10 @@ class Events:
         self.response = response
         self.comments: list[str] = []
 
-    async def next(self, timeout: float = 3.0) -> dict[str, Any]:
+    async def next(self, within: float = 3.0) -> dict[str, Any]:
         """The next event frame as {"id", "event", "data"}; comments are collected, not returned."""
         frame: dict[str, Any] = {}
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while True:
                 line = (await self.response.content.readline()).decode()
                 if line == "":
@@ -52,7 +52,7 @@ class Events:
 
     async def nothing_more(self, wait: float = 0.3) -> None:
         try:
-            extra = await self.next(timeout=wait)
+            extra = await self.next(within=wait)
         except TimeoutError:
             return
         raise AssertionError(f"unexpected event {extra}")
@@ -96,8 +96,10 @@ async def test_own_events_only_with_stream_ids(stack: Stack, redis: Redis) -> No
     assert all(frame["event"] == "status" for frame in got)
     assert {frame["data"]["number"] for frame in got} == {A, B}
     for frame in got:
-        assert frame["data"]["message_id"] == mine and frame["data"]["message_id"] != theirs
-        assert frame["data"]["client"] == "auth-service" and frame["data"]["reference"] == "r-1"
+        assert frame["data"]["message_id"] == mine
+        assert frame["data"]["message_id"] != theirs
+        assert frame["data"]["client"] == "auth-service"
+        assert frame["data"]["reference"] == "r-1"
         assert frame["data"]["status"] == "cancelled"
     assert await redis.xlen(keys.client_stream("shop")) == 1
 
@@ -112,7 +114,8 @@ async def test_resume_after_last_event_id(stack: Stack) -> None:
         later = await cancelled(stack, [A])
         live = await stream.next()
     assert rest == first_three[1:]
-    assert live["data"]["message_id"] == later and live["id"] > first_three[-1]["id"]
+    assert live["data"]["message_id"] == later
+    assert live["id"] > first_three[-1]["id"]
     async with events(stack, headers={"Last-Event-ID": live["id"]}) as stream:
         await stream.nothing_more()
 
@@ -135,7 +138,8 @@ async def test_without_last_event_id_only_new_events(stack: Stack) -> None:
 
 
 async def test_bad_last_event_id_is_400(stack: Stack) -> None:
-    problem(await call(stack, "GET", "/v1/events", headers={"Last-Event-ID": "yesterday"}), 400, "bad-request")
+    answer = await call(stack, "GET", "/v1/events", headers={"Last-Event-ID": "yesterday"})
+    problem(answer, 400, "bad-request")
     problem(await call(stack, "GET", "/v1/events", params={"last_event_id": "1-2-3"}), 400, "bad-request")
 
 

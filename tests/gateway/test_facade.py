@@ -11,6 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from smsgw import keys
+from smsgw.redisdb import hash_fields
 from smsgw.ubill import SEND_TIME_FORMAT, format_local
 from tests.gateway.conftest import Answer, assert_no_secrets
 from tests.harness import TOKENS, Stack, eventually
@@ -32,7 +33,7 @@ async def ubill(stack: Stack, method: str, path: str, **kwargs: Any) -> Answer:
 async def message_of(redis: Redis, sms_id: int) -> dict[str, str]:
     message_id = await redis.get(keys.facade(sms_id))
     assert message_id
-    fields: dict[str, str] = await redis.hgetall(keys.message(message_id))
+    fields: dict[str, str] = await hash_fields(redis, keys.message(message_id))
     fields["id"] = message_id
     return fields
 
@@ -42,7 +43,8 @@ def accepted(answer: Answer) -> int:
     body = answer.json()
     assert set(body) == {"statusID", "smsID", "message"}
     assert body["statusID"] == 0
-    assert isinstance(body["smsID"], int) and not isinstance(body["smsID"], bool)
+    assert isinstance(body["smsID"], int)
+    assert not isinstance(body["smsID"], bool)
     assert isinstance(body["message"], str)
     return int(body["smsID"])
 
@@ -51,18 +53,22 @@ def refused(answer: Answer, status_id: int, http_status: int = 200) -> None:
     assert answer.status == http_status, answer.text
     body = answer.json()
     assert body["statusID"] == status_id, body
-    assert isinstance(body["message"], str) and body["message"]
+    assert isinstance(body["message"], str)
+    assert body["message"]
     assert "smsID" not in body
 
 
-# --- send ---------------------------------------------------------------------------------------------------
+# --- send -----------------------------------------------------------------------------------------
 
 async def test_get_send_with_key_in_query(stack: Stack, redis: Redis) -> None:
     answer = await ubill(stack, "GET", "/sms/send", params={
         "key": KEY, "brandID": "2", "numbers": f"{A},{B},+{A}", "text": "Hello from uBill client"})
     fields = await message_of(redis, accepted(answer))
-    assert fields["c"] == "auth-service" and fields["p"] == "transactional" and fields["b"] == "2"
-    assert fields["t"] == "Hello from uBill client" and fields["sl"] == "1"
+    assert fields["c"] == "auth-service"
+    assert fields["p"] == "transactional"
+    assert fields["b"] == "2"
+    assert fields["t"] == "Hello from uBill client"
+    assert fields["sl"] == "1"
     assert fields["n:0"] == f"{A},{B}"
     assert await redis.zrange(keys.lane_queue("transactional"), 0, -1) == [f"{fields['id']}:0"]
 
@@ -71,21 +77,25 @@ async def test_post_form_with_key_field(stack: Stack, redis: Redis) -> None:
     answer = await ubill(stack, "POST", "/sms/send", data={
         "key": KEY, "brandID": "1", "numbers": A, "text": "form", "stopList": "false"})
     fields = await message_of(redis, accepted(answer))
-    assert fields["t"] == "form" and fields["sl"] == "0" and fields["n:0"] == A
+    assert fields["t"] == "form"
+    assert fields["sl"] == "0"
+    assert fields["n:0"] == A
 
 
 async def test_post_json_with_key_header_and_a_list_of_numbers(stack: Stack, redis: Redis) -> None:
     answer = await ubill(stack, "POST", "/sms/send", headers={"key": KEY},
                          json={"brandID": 1, "numbers": [int(A), B], "text": "json", "stopList": True})
     fields = await message_of(redis, accepted(answer))
-    assert fields["n:0"] == f"{A},{B}" and fields["sl"] == "1"
+    assert fields["n:0"] == f"{A},{B}"
+    assert fields["sl"] == "1"
 
 
 async def test_sms_ids_are_distinct_integers(stack: Stack) -> None:
     ids = [accepted(await ubill(stack, "GET", "/sms/send",
                                 params={"key": KEY, "brandID": "1", "numbers": A, "text": f"n{i}"}))
            for i in range(3)]
-    assert len(set(ids)) == 3 and ids == sorted(ids)
+    assert len(set(ids)) == 3
+    assert ids == sorted(ids)
 
 
 async def test_otp_goes_to_the_otp_lane(stack: Stack, redis: Redis) -> None:
@@ -103,7 +113,8 @@ async def test_send_time_schedules(stack: Stack, redis: Redis) -> None:
     refused(answer, 99)  # more than 30 days ahead
     moment = (datetime.now(UTC) + timedelta(hours=2)).replace(second=0, microsecond=0)
     answer = await ubill(stack, "GET", "/sms/send", params={
-        "key": KEY, "brandID": "1", "numbers": A, "text": "later", "sendTime": format_local(moment, SEND_TIME_FORMAT)})
+        "key": KEY, "brandID": "1", "numbers": A, "text": "later",
+        "sendTime": format_local(moment, SEND_TIME_FORMAT)})
     fields = await message_of(redis, accepted(answer))
     assert int(fields["sa"]) == int(moment.timestamp() * 1000)
     assert fields[f"r:{A}"].startswith("scheduled|")
@@ -136,6 +147,9 @@ async def test_json_error_is_90(stack: Stack) -> None:
     refused(answer, 90)
     answer = await ubill(stack, "POST", "/sms/send", headers={"key": KEY}, json=[A])
     refused(answer, 90)
+    answer = await ubill(stack, "POST", "/sms/send", headers={"key": KEY, "Content-Type": "application/json"},
+                         data=b'{"brandID": 1, "numbers": "995511194242", "text": "hi \\ud83d"}')
+    refused(answer, 90)
 
 
 @pytest.mark.parametrize("where", ["query", "header", "form", "none"])
@@ -163,10 +177,11 @@ async def test_facade_is_rate_limited_per_client(stack: Stack) -> None:
     query = {"key": TOKENS["limited"], "brandID": "1", "numbers": A, "text": "hi"}
     answers = [await ubill(stack, "GET", "/sms/send", params=query) for _ in range(3)]
     assert [a.status for a in answers] == [200, 200, 429]
-    assert answers[2].json()["statusID"] != 0 and int(answers[2].headers["Retry-After"]) >= 1
+    assert answers[2].json()["statusID"] != 0
+    assert int(answers[2].headers["Retry-After"]) >= 1
 
 
-# --- report and balance ----------------------------------------------------------------------------------------
+# --- report and balance ---------------------------------------------------------------------------
 
 async def report_when_final(stack: Stack, sms_id: int) -> dict[str, Any]:
     report: dict[str, Any] = {}
@@ -187,7 +202,8 @@ async def test_report_after_delivery_has_ubill_codes(live: Stack) -> None:
     await live.sandbox_patch({"outcomes": {"failed": 1}})
     failed = accepted(await ubill(live, "GET", "/sms/send",
                                   params={"key": KEY, "brandID": "1", "numbers": B, "text": "x"}))
-    assert await report_when_final(live, failed) == {"statusID": 0, "result": [{"number": B, "statusID": "2"}]}
+    assert await report_when_final(live, failed) == {
+        "statusID": 0, "result": [{"number": B, "statusID": "2"}]}
 
 
 async def test_report_before_sending_is_pending(stack: Stack) -> None:
@@ -201,7 +217,8 @@ async def test_report_before_sending_is_pending(stack: Stack) -> None:
 async def test_report_of_unknown_or_foreign_sms_id(stack: Stack) -> None:
     sms_id = accepted(await ubill(stack, "GET", "/sms/send",
                                   params={"key": KEY, "brandID": "1", "numbers": A, "text": "x"}))
-    for path, key in ((f"/sms/report/{sms_id}", TOKENS["shop"]), ("/sms/report/99999", KEY), ("/sms/report/abc", KEY)):
+    cases = ((f"/sms/report/{sms_id}", TOKENS["shop"]), ("/sms/report/99999", KEY), ("/sms/report/abc", KEY))
+    for path, key in cases:
         answer = await ubill(stack, "GET", path, params={"key": key})
         refused(answer, 99)
         assert "result" not in answer.json()
@@ -220,7 +237,7 @@ async def test_balance_from_the_last_reading(stack: Stack, redis: Redis) -> None
 async def test_balance_read_by_the_worker(redis_url: str, redis: Redis) -> None:
     async with Stack(redis_url, env={"SMSGW_BALANCE_INTERVAL": "0.1"}) as stack:
         async def read() -> bool:
-            return await redis.exists(keys.BALANCE) == 1
+            return bool(await redis.exists(keys.BALANCE))
 
         await eventually(read, timeout=5)
         answer = await ubill(stack, "GET", "/sms/balance", headers={"key": KEY})
@@ -235,4 +252,6 @@ async def test_facade_send_is_delivered_like_any_message(live: Stack, redis: Red
     assert done["priority"] == "otp"
     sends = await live.sandbox_sends()
     assert len(sends) == 1
-    assert sends[0]["otp"] is True and sorted(sends[0]["numbers"]) == [A, B] and sends[0]["text"] == "via facade"
+    assert sends[0]["otp"] is True
+    assert sorted(sends[0]["numbers"]) == [A, B]
+    assert sends[0]["text"] == "via facade"

@@ -1,4 +1,4 @@
-"""``POST /v1/messages``, ``GET`` and ``DELETE /v1/messages/{id}`` against the live gateway and a real Redis."""
+"""``POST /v1/messages``, ``GET`` and ``DELETE /v1/messages/{id}``: the live gateway over a real Redis."""
 
 from __future__ import annotations
 
@@ -14,8 +14,17 @@ from redis.asyncio import Redis
 
 from smsgw import keys
 from smsgw.embedded_redis import EmbeddedRedis
+from smsgw.redisdb import hash_fields
 from smsgw.settings import token_sha256
-from tests.gateway.conftest import call, fields_of, message_keys, numbers, parse_time, problem
+from tests.gateway.conftest import (
+    call,
+    fields_of,
+    hash_field,
+    message_keys,
+    numbers,
+    parse_time,
+    problem,
+)
 from tests.harness import CLIENTS, Stack
 
 RESOURCE_FIELDS = {"id", "status", "priority", "brand_id", "reference", "segments", "encoding", "created_at",
@@ -28,7 +37,7 @@ def iso_in(delta: timedelta) -> str:
     return (datetime.now(UTC) + delta).isoformat()
 
 
-# --- 400, 401, 403, 413, 415 -------------------------------------------------------------------------------
+# --- 400, 401, 403, 413, 415 ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("raw", [b'{"to": ["995511194242"], "text": ', b"not json", b"\xff\xfe{}", b""])
 async def test_malformed_json_is_400(stack: Stack, raw: bytes) -> None:
@@ -37,8 +46,31 @@ async def test_malformed_json_is_400(stack: Stack, raw: bytes) -> None:
     assert "JSON" in body["detail"]
 
 
-@pytest.mark.parametrize("authorization", [None, "Bearer tok-nobody-0000000000000000", "Bearer ", "Basic dXNlcjpwYXNz",
-                                           "tok-auth-4f1c0d2b9e8a7765"])
+@pytest.mark.parametrize("raw", [
+    b'{"to": ["995511194242"], "text": "hi \\ud83d"}',
+    b'{"to": ["995511194242"], "text": "hi", "reference": "\\udc00x"}',
+    b'{"to": ["995511194242"], "text": "hi", "\\ud800": 1}',
+])
+@pytest.mark.parametrize("key", [None, "k-surrogate"])
+async def test_unpaired_surrogate_is_400_not_500(stack: Stack, redis: Redis, raw: bytes,
+                                                  key: str | None) -> None:
+    headers = {"Content-Type": "application/json", **({"Idempotency-Key": key} if key else {})}
+    answer = await call(stack, "POST", "/v1/messages", data=raw, headers=headers)
+    body = problem(answer, 400, "bad-request")
+    assert "surrogate" in body["detail"]
+    assert await message_keys(redis) == []
+
+
+async def test_paired_surrogates_are_fine(stack: Stack) -> None:
+    raw = b'{"to": ["995511194242"], "text": "hi \\ud83d\\ude00", "reference": "\\\\ud83d"}'
+    answer = await call(stack, "POST", "/v1/messages", data=raw, headers={"Content-Type": "application/json"})
+    assert answer.status == 202, answer.text
+    assert answer.json()["encoding"] == "UCS-2"
+    assert answer.json()["reference"] == "\\ud83d"
+
+
+@pytest.mark.parametrize("authorization", [
+    None, "Bearer tok-nobody-0000000000000000", "Bearer ", "Basic dXNlcjpwYXNz", "tok-auth-4f1c0d2b9e8a7765"])
 async def test_missing_or_unknown_token_is_401(stack: Stack, redis: Redis, authorization: str | None) -> None:
     headers = {"Authorization": authorization} if authorization is not None else {}
     answer = await call(stack, "POST", "/v1/messages", who=None, headers=headers,
@@ -49,7 +81,8 @@ async def test_missing_or_unknown_token_is_401(stack: Stack, redis: Redis, autho
 
 
 async def test_brand_not_allowed_is_403(stack: Stack, redis: Redis) -> None:
-    answer = await call(stack, "POST", "/v1/messages", who="shop", json={"to": [ONE], "text": "hi", "brand_id": 1})
+    answer = await call(stack, "POST", "/v1/messages", who="shop",
+                        json={"to": [ONE], "text": "hi", "brand_id": 1})
     body = problem(answer, 403, "forbidden")
     assert "brand 1" in body["detail"]
     assert await message_keys(redis) == []
@@ -79,7 +112,8 @@ async def test_chunked_body_over_1_mib_is_413(stack: Stack, redis: Redis) -> Non
             yield b"r" * 65536
         yield b'"}'
 
-    answer = await call(stack, "POST", "/v1/messages", data=chunks(), headers={"Content-Type": "application/json"})
+    answer = await call(stack, "POST", "/v1/messages", data=chunks(),
+                        headers={"Content-Type": "application/json"})
     problem(answer, 413, "payload-too-large")
     assert await message_keys(redis) == []
 
@@ -92,7 +126,7 @@ async def test_not_json_is_415(stack: Stack, content_type: str | None) -> None:
     problem(answer, 415, "unsupported-media-type")
 
 
-# --- 422 ----------------------------------------------------------------------------------------------------
+# --- 422 ------------------------------------------------------------------------------------------
 
 INVALID: list[tuple[str, dict[str, Any], str, str]] = [
     ("bad number named by index", {"to": [ONE, "12345"]}, "to[1]", "'12345'"),
@@ -132,7 +166,8 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("change", "field", "says"), [case[1:] for case in INVALID], ids=[c[0] for c in INVALID])
+@pytest.mark.parametrize(("change", "field", "says"), [case[1:] for case in INVALID],
+                         ids=[c[0] for c in INVALID])
 async def test_each_validation_rule_is_422(stack: Stack, redis: Redis, change: dict[str, Any], field: str,
                                            says: str) -> None:
     body = {"to": [ONE], "text": "hello"}
@@ -167,22 +202,25 @@ async def test_brand_missing_without_default_brand_is_422(redis_url: str, redis:
         answer = await call(stack, "POST", "/v1/messages", who=None, headers=headers,
                             json={"to": [ONE], "text": "hello"})
         errors = fields_of(problem(answer, 422))
-        assert "brand_id" in errors and "default brand" in errors["brand_id"]
+        assert "brand_id" in errors
+        assert "default brand" in errors["brand_id"]
         assert await message_keys(redis) == []
         accepted = await call(stack, "POST", "/v1/messages", who=None, headers=headers,
                               json={"to": [ONE], "text": "hello", "brand_id": 2})
-        assert accepted.status == 202 and accepted.json()["brand_id"] == 2
+        assert accepted.status == 202
+        assert accepted.json()["brand_id"] == 2
 
 
 async def test_otp_limit_counts_after_normalising_and_deduplicating(stack: Stack) -> None:
     ten = numbers(10)
     to = [*ten, "+" + ten[0], "00" + ten[1], f"{ten[2][:3]} ({ten[2][3:6]}) {ten[2][6:9]}-{ten[2][9:]}"]
-    answer = await call(stack, "POST", "/v1/messages", json={"to": to, "text": "code 1234", "priority": "otp"})
+    answer = await call(stack, "POST", "/v1/messages",
+                        json={"to": to, "text": "code 1234", "priority": "otp"})
     assert answer.status == 202, answer.text
     assert [r["number"] for r in answer.json()["recipients"]] == ten
 
 
-# --- 429 ----------------------------------------------------------------------------------------------------
+# --- 429 ------------------------------------------------------------------------------------------
 
 async def test_client_over_its_rate_is_429_with_retry_after(stack: Stack, redis: Redis) -> None:
     statuses = []
@@ -208,7 +246,7 @@ async def test_rate_limit_applies_to_reads_too(stack: Stack) -> None:
     assert statuses == [404, 404, 429]
 
 
-# --- 503 ----------------------------------------------------------------------------------------------------
+# --- 503 ------------------------------------------------------------------------------------------
 
 async def test_redis_down_is_503_fast_and_recovers_by_itself(own_redis: EmbeddedRedis) -> None:
     async with Stack(own_redis.url, worker=False) as stack:
@@ -236,7 +274,7 @@ async def test_redis_down_is_503_fast_and_recovers_by_itself(own_redis: Embedded
             # The message accepted before the outage survived (AOF); the refused ones left nothing behind.
             assert kept == sorted([keys.message(first.json()["id"]), keys.message(again.json()["id"])])
             for key in kept:
-                fields = await redis.hgetall(key)
+                fields = await hash_fields(redis, key)
                 assert fields["t"] != "while down"
             queued = await redis.zrange(keys.lane_queue("transactional"), 0, -1)
             assert sorted(queued) == sorted([f"{first.json()['id']}:0", f"{again.json()['id']}:0"])
@@ -249,7 +287,7 @@ async def test_redis_down_is_503_fast_and_recovers_by_itself(own_redis: Embedded
         assert retried.status == 202, retried.text
 
 
-# --- 202 and the resource -------------------------------------------------------------------------------------
+# --- 202 and the resource -------------------------------------------------------------------------
 
 async def test_accepted_message_resource(stack: Stack) -> None:
     before = datetime.now(UTC) - timedelta(seconds=1)
@@ -276,11 +314,13 @@ async def test_accepted_message_resource(stack: Stack) -> None:
     for recipient in body["recipients"]:
         assert set(recipient) == RECIPIENT_FIELDS
         assert recipient["status"] == "queued"
-        assert recipient["provider_sms_id"] is None and recipient["error"] is None
+        assert recipient["provider_sms_id"] is None
+        assert recipient["error"] is None
         assert parse_time(recipient["updated_at"]) == created
     assert body["counts"] == {"queued": 4}
     got = await call(stack, "GET", f"/v1/messages/{body['id']}")
-    assert got.status == 200 and got.json() == body
+    assert got.status == 200
+    assert got.json() == body
 
 
 async def test_a_single_number_string_is_accepted(stack: Stack) -> None:
@@ -293,7 +333,8 @@ async def test_otp_defaults_to_300_seconds_validity(stack: Stack, redis: Redis) 
     answer = await call(stack, "POST", "/v1/messages",
                         json={"to": [ONE], "text": "code 1234", "priority": "otp"})
     body = answer.json()
-    assert answer.status == 202 and body["priority"] == "otp"
+    assert answer.status == 202
+    assert body["priority"] == "otp"
     assert parse_time(body["expires_at"]) - parse_time(body["created_at"]) == timedelta(seconds=300)
     assert await redis.zrange(keys.lane_queue("otp"), 0, -1) == [f"{body['id']}:0"]
     assert await redis.zcard(keys.lane_queue("transactional")) == 0
@@ -301,12 +342,14 @@ async def test_otp_defaults_to_300_seconds_validity(stack: Stack, redis: Redis) 
 
 async def test_explicit_validity_and_bulk_lane(stack: Stack, redis: Redis) -> None:
     answer = await call(stack, "POST", "/v1/messages",
-                        json={"to": [ONE], "text": "sale", "priority": "bulk", "validity": 600, "stop_list": False})
+                        json={"to": [ONE], "text": "sale", "priority": "bulk", "validity": 600,
+                              "stop_list": False})
     body = answer.json()
-    assert answer.status == 202 and body["priority"] == "bulk"
+    assert answer.status == 202
+    assert body["priority"] == "bulk"
     assert parse_time(body["expires_at"]) - parse_time(body["created_at"]) == timedelta(seconds=600)
     assert await redis.zrange(keys.lane_queue("bulk"), 0, -1) == [f"{body['id']}:0"]
-    assert await redis.hget(keys.message(body["id"]), "sl") == "0"
+    assert await hash_field(redis, keys.message(body["id"]), "sl") == "0"
 
 
 async def test_scheduled_message(stack: Stack, redis: Redis) -> None:
@@ -315,7 +358,8 @@ async def test_scheduled_message(stack: Stack, redis: Redis) -> None:
     answer = await call(stack, "POST", "/v1/messages", json={"to": [ONE], "text": "later", "send_at": local})
     body = answer.json()
     assert answer.status == 202, answer.text
-    assert body["status"] == "scheduled" and body["counts"] == {"scheduled": 1}
+    assert body["status"] == "scheduled"
+    assert body["counts"] == {"scheduled": 1}
     assert body["recipients"][0]["status"] == "scheduled"
     assert parse_time(body["send_at"]) == send_at
     assert parse_time(body["expires_at"]) - send_at == timedelta(seconds=86_400)
@@ -345,8 +389,10 @@ async def test_redis_holds_the_message_and_a_lane_entry_per_unit(stack: Stack, r
     answer = await call(stack, "POST", "/v1/messages", json={"to": to, "text": "hello all"})
     assert answer.status == 202, answer.text
     message_id = answer.json()["id"]
-    fields = await redis.hgetall(keys.message(message_id))
-    assert fields["c"] == "auth-service" and fields["p"] == "transactional" and fields["t"] == "hello all"
+    fields = await hash_fields(redis, keys.message(message_id))
+    assert fields["c"] == "auth-service"
+    assert fields["p"] == "transactional"
+    assert fields["t"] == "hello all"
     assert fields["n"] == "150"
     unit_count = int(fields["u"])
     assert unit_count >= 2
@@ -357,7 +403,8 @@ async def test_redis_holds_the_message_and_a_lane_entry_per_unit(stack: Stack, r
     assert sorted(queued) == sorted(f"{message_id}:{k}" for k in range(unit_count))
     for k in range(unit_count):
         job = json.loads(await redis.get(keys.job(f"{message_id}:{k}")))
-        assert job["f"] == "dispatch" and job["a"] == [message_id, k, len(fields[f"n:{k}"].split(","))]
+        assert job["f"] == "dispatch"
+        assert job["a"] == [message_id, k, len(fields[f"n:{k}"].split(","))]
         assert await redis.ttl(keys.job(f"{message_id}:{k}")) > 86_400
     assert await redis.ttl(keys.message(message_id)) > 86_400
 
@@ -368,14 +415,15 @@ async def test_ten_thousand_numbers_are_accepted(stack: Stack, redis: Redis) -> 
     assert answer.status == 202, answer.text
     body = answer.json()
     assert body["counts"] == {"queued": 10_000}
-    fields = await redis.hgetall(keys.message(body["id"]))
+    fields = await hash_fields(redis, keys.message(body["id"]))
     assert await redis.zcard(keys.lane_queue("transactional")) == int(fields["u"])
 
 
-# --- GET ------------------------------------------------------------------------------------------------------
+# --- GET ------------------------------------------------------------------------------------------
 
 async def test_get_unknown_is_404(stack: Stack) -> None:
-    body = problem(await call(stack, "GET", "/v1/messages/msg_0000000000000000000000000000"), 404, "not-found")
+    answer = await call(stack, "GET", "/v1/messages/msg_0000000000000000000000000000")
+    body = problem(answer, 404, "not-found")
     assert "msg_0000000000000000000000000000" in body["detail"]
 
 
@@ -385,19 +433,22 @@ async def test_get_another_clients_message_is_404(stack: Stack) -> None:
     theirs = problem(await call(stack, "GET", f"/v1/messages/{message_id}", who="shop"), 404, "not-found")
     unknown = problem(await call(stack, "GET", f"/v1/messages/{message_id}x", who="shop"), 404, "not-found")
     assert theirs["title"] == unknown["title"]
-    assert "mine" not in json.dumps(theirs) and ONE not in json.dumps(theirs)
+    assert "mine" not in json.dumps(theirs)
+    assert ONE not in json.dumps(theirs)
     assert (await call(stack, "GET", f"/v1/messages/{message_id}")).status == 200
 
 
-# --- DELETE ---------------------------------------------------------------------------------------------------
+# --- DELETE ---------------------------------------------------------------------------------------
 
 async def test_cancel_queued_then_nothing_left_is_409(stack: Stack, redis: Redis) -> None:
-    created = (await call(stack, "POST", "/v1/messages", json={"to": [ONE, "995511194243"], "text": "x"})).json()
+    sent = await call(stack, "POST", "/v1/messages", json={"to": [ONE, "995511194243"], "text": "x"})
+    created = sent.json()
     answer = await call(stack, "DELETE", f"/v1/messages/{created['id']}")
     assert answer.status == 200, answer.text
     body = answer.json()
     assert set(body) == RESOURCE_FIELDS
-    assert body["status"] == "cancelled" and body["counts"] == {"cancelled": 2}
+    assert body["status"] == "cancelled"
+    assert body["counts"] == {"cancelled": 2}
     assert all(r["status"] == "cancelled" for r in body["recipients"])
     assert await redis.zcard(keys.lane_queue("transactional")) == 0
     assert not await redis.exists(keys.job(f"{created['id']}:0"))
@@ -411,7 +462,8 @@ async def test_cancel_scheduled(stack: Stack) -> None:
         "to": [ONE], "text": "later", "send_at": iso_in(timedelta(days=2))})).json()
     assert created["status"] == "scheduled"
     answer = await call(stack, "DELETE", f"/v1/messages/{created['id']}")
-    assert answer.status == 200 and answer.json()["counts"] == {"cancelled": 1}
+    assert answer.status == 200
+    assert answer.json()["counts"] == {"cancelled": 1}
 
 
 async def test_cancel_another_clients_message_is_404(stack: Stack, redis: Redis) -> None:
