@@ -70,6 +70,18 @@ kubernetes_validate() {
 # promtool_rules DIR: check and unit-test DIR/alerts.yml with DIR/alerts_test.yml.
 promtool_rules() { (cd "$1" && "$PROMTOOL" check rules alerts.yml && "$PROMTOOL" test rules alerts_test.yml); }
 
+# versions_agree: the package version is the chart's appVersion (the default image tag) and the image label.
+versions_agree() {
+    "$PYTHON" - <<'PY'
+import re, sys, tomllib
+package = tomllib.load(open("pyproject.toml", "rb"))["project"]["version"]
+chart = re.search(r'(?m)^appVersion:\s*"?([^"\s]+)', open("helm/sms-gateway/Chart.yaml").read()).group(1)
+docker = re.search(r"(?m)^ARG VERSION=(\S+)", open("Dockerfile").read()).group(1)
+print(f"pyproject {package}, Chart appVersion {chart}, Dockerfile VERSION {docker}")
+sys.exit(0 if package == chart == docker else 1)
+PY
+}
+
 # check_metrics COMPONENT: promtool's lint of the /metrics text a fresh gateway or worker serves.
 check_metrics() { "$PYTHON" scripts/deploy/check_promql.py --exposition "$1" | "$PROMTOOL" check metrics; }
 
@@ -130,6 +142,7 @@ echo "  $("$PYTHON" --version), hadolint $(hadolint --version | awk '{print $NF}
 # ---------------------------------------------------------------------------------------------------------
 echo "check-deploy: Dockerfile"
 step "hadolint Dockerfile" hadolint --no-color --failure-threshold style Dockerfile
+step "versions agree (pyproject, chart appVersion, image)" versions_agree
 
 # ---------------------------------------------------------------------------------------------------------
 echo "check-deploy: Helm chart ($CHART, Kubernetes $KUBE_VERSION)"

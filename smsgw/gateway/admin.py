@@ -1,7 +1,8 @@
 """Dead letters: units that exhausted their retries, listed and replayed by an admin client.
 
 A replay is a new message (id ``{original}-r{k}``) for the dead unit's recipients, so their terminal
-``failed`` status never changes back; the id is fixed, so replaying twice is refused (409) and never sends twice.
+``failed`` status never changes back; the id is fixed, so replaying twice is refused (409) and never sends
+twice.
 """
 
 from __future__ import annotations

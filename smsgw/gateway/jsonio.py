@@ -20,7 +20,10 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 def loads(raw: bytes) -> Any:
     """``json.loads``, also refusing (``ValueError``) unpaired surrogates such as ``"\\ud83d"``: JSON's
     syntax allows them (RFC 7493 does not), but no UTF-8 text holds one: Redis and our answers would fail."""
-    value = json.loads(raw)
+    try:
+        value = json.loads(raw)
+    except RecursionError:  # "[[[[…": a 1 MiB body can nest far deeper than the decoder recurses
+        raise ValueError("nested too deeply") from None
     if _SURROGATE_ESCAPE.search(raw):
         try:
             json.dumps(value, ensure_ascii=False).encode()

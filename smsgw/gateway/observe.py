@@ -29,7 +29,8 @@ def _route(request: web.Request) -> str:
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("X-Request-ID", "")
-    request_id = incoming if _SAFE_ID.match(incoming) else secrets.token_hex(8)
+    # urlsafe letters and digits: never a long digit run that log masking would take for a phone number
+    request_id = incoming if _SAFE_ID.match(incoming) else secrets.token_urlsafe(9)
     request[REQUEST_ID] = request_id
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)

@@ -91,6 +91,9 @@ class Dispatcher:
     metrics: WorkerMetrics
     owner: str
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # Units whose claim this process sent but never heard back from (Redis went away): their 'calling'
+    # state is ours and no request left, so a re-run here may send without the ambiguity policy.
+    _unsent: set[str] = field(default_factory=set)
 
     async def run(self, lane: str, message_id: str, k: int, n: int) -> str:
         if self.breaker.blocked():
@@ -98,6 +101,11 @@ class Dispatcher:
             raise Retry(defer=self.breaker.remaining() + random.uniform(0.05, 0.5))  # noqa: S311
         await self.limiter.acquire(lane, n, self.stopping)
         claim = await self._claim(message_id, k)
+        if claim.kind == "ambiguous" and claim.detail == self.owner and self._sent_nothing(message_id, k):
+            await self._settle(
+                message_id, k, "retry", reason="claim answer lost with Redis; nothing was sent"
+            )
+            raise Retry(defer=0.05)
         if claim.kind == "ambiguous":
             return await self._ambiguous(
                 lane, message_id, k, claim, f"an earlier attempt died mid-call ({claim.detail})"
@@ -185,19 +193,25 @@ class Dispatcher:
         log.warning("dispatch.unknown", reason=reason)
         return "unknown"
 
+    def _sent_nothing(self, message_id: str, k: int) -> bool:
+        unit = keys.unit_id(message_id, k)
+        if unit in self._unsent:
+            self._unsent.discard(unit)
+            return True
+        return False
+
     async def _claim(self, message_id: str, k: int) -> Claim:
         now = now_ms()
-        raw = await self.scripts.claim(
-            keys=[keys.message(message_id)],
-            args=[
-                k,
-                now,
-                iso(now),
-                stream_minid(now, self.settings.events_retention),
-                self.owner,
-                keys.UNSETTLED_TTL,
-            ],
-        )
+        minid = stream_minid(now, self.settings.events_retention)
+        try:
+            raw = await self.scripts.claim(
+                keys=[keys.message(message_id)],
+                args=[k, now, iso(now), minid, self.owner, keys.UNSETTLED_TTL],
+            )
+        except REDIS_ERRORS:
+            self._unsent.add(keys.unit_id(message_id, k))
+            raise
+        self._unsent.discard(keys.unit_id(message_id, k))
         return Claim.parse(raw)
 
     async def _settle(

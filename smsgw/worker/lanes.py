@@ -7,15 +7,14 @@ lower lane keeps its slots under any higher-lane stream. When a lane has nothing
 the time until its next deferred job, capped at one second: wake-up in about a millisecond, no busy polling.
 
 Crash recovery: arq re-runs a job whose ``arq:in-progress`` key expired (``job_timeout`` + 10 s by default).
-Here the key is cut to the lease on job start and refreshed while the job runs (``upkeep.lease_heartbeat``),
-so a killed worker's units are picked up within ``SMSGW_JOB_LEASE`` seconds.
+Here the key is set to a lease and refreshed while the job runs (``upkeep.lease_heartbeat``), so a killed
+worker's units are picked up within ``SMSGW_JOB_LEASE`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 import structlog
 from arq.connections import ArqRedis
@@ -34,7 +33,7 @@ JOB_TIMEOUT = 3600  # arq's own timeout would drop a unit: our calls and waits a
 NO_LIMIT = 10**9  # attempts are counted by the dispatcher (dead letters), never by arq
 
 
-class LaneStopped(Exception):  # noqa: N818 - control flow, not an error
+class LaneStopped(Exception):
     """Ends ``LaneWorker.main()`` after ``request_stop()``: arq's loop has no exit of its own."""
 
 
@@ -59,14 +58,13 @@ class LaneWorker(Worker):
             max_tries=NO_LIMIT,
             health_check_interval=10,
             ctx={"lane": lane, "dispatcher": dispatcher},
-            on_job_start=self._job_started,
             job_serializer=json_dumps,
             job_deserializer=json_loads,
             log_results=False,
         )
-
-    async def _job_started(self, ctx: dict[str, Any]) -> None:
-        await self.pool.pexpire(keys.in_progress(ctx["job_id"]), self.lease_ms)
+        # arq sets the in-progress key to job_timeout + 10 s when it starts a job; a lease it is instead,
+        # kept alive by upkeep.lease_heartbeat while the job runs, so a dead worker's job is free in seconds.
+        self.in_progress_timeout_s = lease
 
     def request_stop(self) -> None:
         """Stop picking jobs now; ``main()`` returns once the jobs it runs are done."""
@@ -113,6 +111,13 @@ class LaneWorker(Worker):
         if not upcoming:
             return IDLE_CAP
         return min(IDLE_CAP, max(0.001, (float(upcoming[0][1]) - now) / 1000))
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq starts every id it read, even after a stop request; here each start checks it first."""
+        for job_id in job_ids:
+            if not self.allow_pick_jobs:
+                return
+            await super().start_jobs([job_id])
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()

@@ -131,14 +131,14 @@ class WorkerProcess:
         self.dispatcher.stopping.set()
         for worker in self.workers:
             worker.request_stop()
-        running = [t for w in self.workers for t in w.tasks.values() if not t.done()]
-        log.info("worker.draining", in_flight=len(running), grace_s=self.settings.shutdown_grace)
-        if running:
-            _done, pending = await asyncio.wait(running, timeout=self.settings.shutdown_grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=5)
+        deadline = time.monotonic() + self.settings.shutdown_grace
+        log.info("worker.draining", in_flight=len(self._running()), grace_s=self.settings.shutdown_grace)
+        while (running := self._running()) and time.monotonic() < deadline:
+            await asyncio.wait(running, timeout=max(0.0, deadline - time.monotonic()))
+        for task in self._running():
+            task.cancel()  # past the grace period: re-run elsewhere (an interrupted call is ambiguous)
+        if self._running():
+            await asyncio.wait(self._running(), timeout=5)
         lanes, duties = self._tasks[: len(self.workers)], self._tasks[len(self.workers) :]
         _done, stuck = await asyncio.wait(lanes, timeout=IDLE_CAP * 3)
         for task in [*stuck, *duties]:
@@ -149,6 +149,9 @@ class WorkerProcess:
         await self.pool.aclose()
         await self.redis.aclose()
         log.info("worker.stopped")
+
+    def _running(self) -> list[asyncio.Task[Any]]:
+        return [t for w in self.workers for t in w.tasks.values() if not t.done()]
 
     def http_app(self) -> web.Application:
         app = web.Application()

@@ -8,6 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from smsgw import keys
+from smsgw.lua import Scripts
 from tests.gateway.conftest import call, parse_time, problem
 from tests.harness import Stack
 
@@ -87,11 +88,11 @@ async def test_dead_letter_is_listed_and_replayed_once(failing: Stack, redis: Re
     assert len(await failing.sandbox_sends()) == 1
 
 
-async def test_dead_letter_written_by_the_settle_script(stack: Stack, redis: Redis, scripts: object) -> None:
+async def test_dead_letter_written_by_the_settle_script(stack: Stack, redis: Redis, scripts: Scripts) -> None:
     """A dead unit recorded without a worker (as the worker's settle does) is listed and replayable."""
     created = await stack.send({"to": [A], "text": "hello", "priority": "otp"}, who="ops")
     now = 1_700_000_000_000
-    await scripts.settle(  # type: ignore[attr-defined]
+    await scripts.settle(
         keys=[keys.message(created["id"])],
         args=[0, "dead", now, "2023-11-14T22:13:20.000Z", "0-0", "",
               "retries exhausted after 8 attempts: boom",

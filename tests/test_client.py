@@ -1,0 +1,277 @@
+"""``smsgw.client`` against the real gateway, worker, sandbox and Redis (``Stack``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from smsgw.client import (
+    BadRequestError,
+    ConflictError,
+    Event,
+    FieldError,
+    ForbiddenError,
+    Message,
+    NotFoundError,
+    RateLimitedError,
+    ServiceUnavailableError,
+    SmsGatewayClient,
+    SmsGatewayClientError,
+    TransportError,
+    UnauthorizedError,
+    ValidationError,
+    _SseParser,
+)
+from smsgw.embedded_redis import EmbeddedRedis
+from smsgw.gateway.app import create_app
+from tests.harness import TOKENS, Stack
+
+A, B = "995511194242", "995511194243"
+PROBLEMS = "https://sms-gateway.internal/problems/"
+
+
+def client(stack: Stack, who: str = "auth", *, retries: int = 2) -> SmsGatewayClient:
+    return SmsGatewayClient(stack.url, TOKENS[who], retries=retries)
+
+
+async def wait_final(gateway: SmsGatewayClient, message_id: str) -> Message:
+    deadline = time.monotonic() + 15
+    while True:
+        message = await gateway.get(message_id)
+        if message.is_final:
+            return message
+        assert time.monotonic() < deadline, message
+        await asyncio.sleep(0.05)
+
+
+async def take(events: AsyncIterator[Event], count: int, within: float = 10.0) -> list[Event]:
+    async with asyncio.timeout(within):
+        return [await anext(events) for _ in range(count)]
+
+
+async def test_send_get_delivered(redis_url: str) -> None:
+    async with Stack(redis_url) as stack, client(stack) as gateway:
+        sent = await gateway.send(
+            ["+995 511 19-42-42", "995511194243", "995511194242"], "Your code is 1234", reference="order-7"
+        )
+        assert sent.id.startswith("msg_")
+        assert sent.status == "queued"
+        assert [r.number for r in sent.recipients] == [A, B]  # normalised, de-duplicated
+        assert (sent.segments, sent.encoding, sent.brand_id, sent.reference) == (1, "GSM-7", 1, "order-7")
+        assert sent.created_at.tzinfo is not None
+        assert sent.expires_at - sent.created_at == timedelta(days=1)
+        done = await wait_final(gateway, sent.id)
+        assert done.status == "delivered"
+        assert dict(done.counts) == {"delivered": 2}
+        assert all(r.provider_sms_id for r in done.recipients)
+        assert all(r.updated_at >= sent.created_at for r in done.recipients)
+
+
+async def test_cancel_a_scheduled_message(redis_url: str) -> None:
+    async with Stack(redis_url) as stack, client(stack) as gateway:
+        at = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+        scheduled = await gateway.send(A, "later", send_at=at, validity=timedelta(minutes=10))
+        assert scheduled.status == "scheduled"
+        assert scheduled.send_at == at
+        assert scheduled.expires_at == at + timedelta(minutes=10)
+        cancelled = await gateway.cancel(scheduled.id)
+        assert cancelled.status == "cancelled"
+        assert cancelled.is_final
+        with pytest.raises(ConflictError) as conflict:
+            await gateway.cancel(scheduled.id)
+        assert conflict.value.status == 409
+        assert conflict.value.type == PROBLEMS + "conflict"
+        assert (await gateway.get(scheduled.id)).status == "cancelled"
+        assert await stack.sandbox_sends() == []
+
+
+async def test_events_stream_yields_status_events_and_resumes(redis_url: str) -> None:
+    async with Stack(redis_url) as stack, client(stack) as gateway:
+        first = await gateway.send(A, "one", reference="ref-1")
+        await wait_final(gateway, first.id)
+        async with aclosing(gateway.events(last_event_id="0")) as stream:
+            replayed = await take(stream, 4)
+        assert [e.status for e in replayed] == ["dispatching", "submitted", "sent", "delivered"]
+        assert {(e.message_id, e.number, e.reference, e.client) for e in replayed} == {
+            (first.id, A, "ref-1", "auth-service")
+        }
+        assert replayed[-1].provider_status_id == 1
+        assert replayed[-1].provider_sms_id == (await gateway.get(first.id)).recipients[0].provider_sms_id
+        replayed_ids = [e.id for e in replayed]
+        assert replayed_ids == sorted(replayed_ids, key=_stream_order)
+        assert len(set(replayed_ids)) == 4
+
+        # Resume after the second event: exactly the rest, then new events live as they happen.
+        async with aclosing(gateway.events(last_event_id=replayed[1].id)) as stream:
+            rest = await take(stream, 2)
+            assert [e.id for e in rest] == replayed_ids[2:]
+            second = await gateway.send(B, "two")
+            live = await take(stream, 4)
+        assert {e.message_id for e in live} == {second.id}
+        assert [e.status for e in live] == ["dispatching", "submitted", "sent", "delivered"]
+
+
+async def test_events_stream_reconnects_from_the_last_event_after_a_restart(redis_url: str) -> None:
+    """The gateway ends open streams when it stops; the client comes back and misses nothing."""
+    async with Stack(redis_url) as stack:
+        gateway = client(stack)
+        async with gateway, aclosing(gateway.events(last_event_id="0")) as stream:
+            one = await gateway.send(A, "one", send_at=datetime.now(UTC) + timedelta(hours=1))
+            await gateway.cancel(one.id)
+            before = await take(stream, 1)
+            runner = stack.runners[
+                1
+            ]  # the gateway: stop it, send while it is down, start it on the same port
+            port = runner.addresses[0][1]
+            await runner.cleanup()
+            two_id = await _restart_and_make_an_event(stack, port)
+            after = await take(stream, 1, within=15)
+        assert before[0].message_id == one.id
+        assert after[0].message_id == two_id
+        assert after[0].status == "cancelled"
+
+
+async def _restart_and_make_an_event(stack: Stack, port: int) -> str:
+    """Start the gateway again on its old port, then make one more event the stream must catch up on."""
+    runner = web.AppRunner(create_app(stack.settings), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    stack.runners[1] = runner
+    async with client(stack) as other:
+        two = await other.send(B, "two", send_at=datetime.now(UTC) + timedelta(hours=1))
+        await other.cancel(two.id)
+    return two.id
+
+
+def _stream_order(event_id: str) -> tuple[int, int]:
+    ms, _, seq = event_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+async def test_errors_map_to_exceptions_with_problem_details(redis_url: str) -> None:
+    async with Stack(redis_url, worker=False) as stack, client(stack) as gateway:
+        with pytest.raises(ValidationError) as invalid:
+            await gateway.send(["995511194242", "12", "+1 202 555 0143"], "   ", reference="r" * 129)
+        error = invalid.value
+        assert (error.status, error.type, error.title) == (
+            422,
+            PROBLEMS + "validation",
+            "The request is not valid",
+        )
+        fields = {e.field for e in error.errors}
+        assert fields == {"text", "reference", "to[1]", "to[2]"}
+        assert all(isinstance(e, FieldError) and e.message for e in error.errors)
+        assert "text" in error.detail
+
+        with pytest.raises(NotFoundError) as missing:
+            await gateway.get("msg_nope")
+        assert (missing.value.status, missing.value.type) == (404, PROBLEMS + "not-found")
+        with pytest.raises(NotFoundError):
+            await gateway.cancel("../messages")  # one path segment: never another route
+
+        with pytest.raises(ForbiddenError) as forbidden:
+            await gateway.send(A, "hi", brand_id=9)
+        assert forbidden.value.status == 403
+        assert "brand 9" in forbidden.value.detail
+
+        with pytest.raises(BadRequestError) as bad:
+            async with aclosing(gateway.events(last_event_id="not-an-id", reconnect=False)) as stream:
+                await anext(stream)
+        assert bad.value.status == 400
+
+        async with SmsGatewayClient(stack.url, "not-a-token") as stranger:
+            with pytest.raises(UnauthorizedError) as unauthorized:
+                await stranger.get("msg_x")
+        assert (unauthorized.value.status, unauthorized.value.type) == (401, PROBLEMS + "unauthorized")
+        assert isinstance(unauthorized.value, SmsGatewayClientError)
+
+        with pytest.raises(ValueError, match="timezone-aware"):
+            await gateway.send(A, "hi", send_at=datetime(2030, 1, 1))  # noqa: DTZ001 - naive on purpose
+
+
+async def test_idempotency_key_replays_the_original_message(redis_url: str) -> None:
+    async with Stack(redis_url, worker=False) as stack, client(stack) as gateway:
+        first = await gateway.send(A, "once", idempotency_key="order-7-sms")
+        again = await gateway.send(A, "once", idempotency_key="order-7-sms")
+        assert again.id == first.id
+        with pytest.raises(ValidationError) as changed:
+            await gateway.send(A, "twice", idempotency_key="order-7-sms")
+        assert changed.value.errors == (
+            FieldError("Idempotency-Key", "already used with a different request body"),
+        )
+        other = await gateway.send(A, "once")  # a fresh automatic key: a new message
+        assert other.id != first.id
+
+
+async def test_rate_limit_is_waited_out_or_raised_with_retry_after(redis_url: str) -> None:
+    async with Stack(redis_url, worker=False) as stack:
+        async with client(stack, "limited", retries=0) as impatient:
+            with pytest.raises(RateLimitedError) as limited:
+                for _ in range(5):  # the limited client may send 2 per second
+                    await impatient.send(A, "hi")
+            assert limited.value.status == 429
+            assert limited.value.retry_after is not None
+            assert limited.value.retry_after >= 1
+        async with client(stack, "limited", retries=3) as patient:
+            sent = [await patient.send(A, f"hi {i}") for i in range(4)]
+        assert len({m.id for m in sent}) == 4  # every retry reused its key: nothing sent twice
+
+
+async def test_redis_down_is_503_with_retry_after_and_transport_errors_are_wrapped(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start()
+    try:
+        async with Stack(server.url, worker=False) as stack, client(stack, retries=1) as gateway:
+            server.stop()
+            started = time.monotonic()
+            with pytest.raises(ServiceUnavailableError) as unavailable:
+                await gateway.send(A, "hi")
+            assert unavailable.value.status == 503
+            assert unavailable.value.retry_after == 1
+            assert time.monotonic() - started >= 1  # it waited Retry-After once before giving up
+    finally:
+        server.stop()
+    async with SmsGatewayClient("http://127.0.0.1:9", TOKENS["auth"], retries=0) as nowhere:
+        with pytest.raises(TransportError):
+            await nowhere.get("msg_x")
+
+
+async def test_client_must_be_opened_once() -> None:
+    gateway = SmsGatewayClient("http://127.0.0.1:9", "tok-never-shown")
+    with pytest.raises(RuntimeError, match="inside 'async with"):
+        await gateway.get("msg_x")
+    async with gateway:
+        pass
+    await gateway.aclose()  # idempotent
+    with pytest.raises(RuntimeError, match="only once"):
+        await gateway.__aenter__()
+    assert "tok-never-shown" not in repr(gateway)
+
+
+def test_sse_parser_follows_the_event_stream_rules() -> None:
+    parser = _SseParser()
+    lines = [
+        ": connected",
+        "",
+        "id: 1-0",
+        "event: status",
+        'data: {"a":',
+        "data: 1}",
+        "",
+        ": keep-alive",
+        "",
+        "id: 2-0",
+        "",
+        "data:x",
+        "",
+    ]
+    frames = [frame for line in lines if (frame := parser.feed(line)) is not None]
+    assert frames == [("1-0", "status", '{"a":\n1}'), ("2-0", "message", "x")]
+    assert parser.last_id == "2-0"
