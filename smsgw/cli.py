@@ -24,7 +24,12 @@ def _settings(environ: Mapping[str, str], process: str, *required: str) -> Setti
         settings.log_format,
         settings.log_level,
         process=process,
-        secrets=[settings.ubill_api_key.reveal(), settings.callback_key.reveal()],
+        secrets=[
+            settings.ubill_api_key.reveal(),
+            settings.callback_key.reveal(),
+            settings.redis_password.reveal(),
+            settings.redis_sentinel_password.reveal(),
+        ],
     )
     for name in unknown_names(environ):
         structlog.get_logger("smsgw").warning("settings.unknown_variable", name=name)

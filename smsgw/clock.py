@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 
 __all__ = ["iso", "now_ms", "parse_rfc3339"]
+
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+_LOCAL = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?$")
 
 
 def now_ms() -> int:
@@ -19,12 +23,11 @@ def iso(ms: int) -> str:
 
 def parse_rfc3339(raw: str) -> datetime:
     """An aware datetime; ``ValueError`` when the text is not RFC 3339 or has no offset."""
-    if "T" not in raw.upper():
-        raise ValueError("expected an RFC 3339 date-time such as 2026-01-31T09:00:00Z")
-    moment = datetime.fromisoformat(raw)
-    if moment.tzinfo is None:
+    if _LOCAL.match(raw):
         raise ValueError("needs an offset (e.g. Z or +04:00)")
-    return moment.astimezone(UTC)
+    if not _RFC3339.match(raw):
+        raise ValueError("expected an RFC 3339 date-time such as 2026-01-31T09:00:00Z")
+    return datetime.fromisoformat(raw.upper().replace("Z", "+00:00")).astimezone(UTC)
 
 
 def to_ms(moment: datetime) -> int:

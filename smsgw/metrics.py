@@ -147,6 +147,13 @@ class WorkerMetrics:
         self.dead_letters = Counter(
             "smsgw_dead_letters_total", "Dispatch units that exhausted their retries.", ["lane"], registry=r
         )
+        self.final_latency = Histogram(
+            "smsgw_final_status_latency_seconds",
+            "From acceptance to a final status the worker decides (rejected, expired, failed).",
+            ["lane", "status"],
+            buckets=SLOW_BUCKETS,
+            registry=r,
+        )
         self.breaker_state = Gauge(
             "smsgw_circuit_breaker_state", "uBill circuit breaker: 0 closed, 1 half-open, 2 open.", registry=r
         )

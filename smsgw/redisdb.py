@@ -47,8 +47,17 @@ def _options(settings: Settings, socket_timeout: float | None) -> dict[str, Any]
 
 def _client(settings: Settings, cls: type[R], socket_timeout: float | None, **extra: Any) -> R:
     options = {**_options(settings, socket_timeout), **extra}
+    if settings.redis_password:
+        options["password"] = settings.redis_password.reveal()
     if settings.redis_sentinels:
-        sentinel = Sentinel(list(settings.redis_sentinels), socket_timeout=settings.redis_timeout)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(settings.redis_sentinels),
+            socket_timeout=settings.redis_timeout,
+            sentinel_kwargs={
+                "password": settings.redis_sentinel_password.reveal() or None,
+                "socket_timeout": settings.redis_timeout,
+            },
+        )
         return cast(R, sentinel.master_for(settings.redis_sentinel_master, redis_class=cls, **options))
     if not settings.redis_url:
         raise ValueError("SMSGW_REDIS_URL is not set")

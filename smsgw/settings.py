@@ -78,6 +78,8 @@ class Settings:
     redis_url: str | None = None
     redis_sentinels: tuple[tuple[str, int], ...] = ()
     redis_sentinel_master: str = "mymaster"
+    redis_password: Secret = field(default_factory=lambda: Secret(""))
+    redis_sentinel_password: Secret = field(default_factory=lambda: Secret(""))
     redis_timeout: float = 2.0
     http_host: str = "0.0.0.0"  # noqa: S104 - a service listens on every interface of its pod
     http_port: int = DEFAULT_HTTP_PORT
@@ -129,6 +131,8 @@ class Settings:
             redis_url=env.text("SMSGW_REDIS_URL", None),
             redis_sentinels=env.parse("SMSGW_REDIS_SENTINELS", (), _sentinels),
             redis_sentinel_master=env.text("SMSGW_REDIS_SENTINEL_MASTER", "mymaster") or "mymaster",
+            redis_password=Secret(env.text("SMSGW_REDIS_PASSWORD", "") or ""),
+            redis_sentinel_password=Secret(env.text("SMSGW_REDIS_SENTINEL_PASSWORD", "") or ""),
             redis_timeout=env.float("SMSGW_REDIS_TIMEOUT", 2.0, 0.05, 60),
             http_host=env.text("SMSGW_HTTP_HOST", "0.0.0.0") or "0.0.0.0",  # noqa: S104
             http_port=env.int("SMSGW_HTTP_PORT", DEFAULT_HTTP_PORT, 0, 65535),
@@ -193,7 +197,7 @@ class Settings:
         return next((c for c in self.clients if c.name == name), None)
 
 
-KNOWN_PREFIXES = ("SMSGW_SANDBOX_",)
+KNOWN_PREFIXES = ("SMSGW_SANDBOX_", "SMSGW_DEV_")  # read by the sandbox and by `smsgw dev`
 
 
 def unknown_names(environ: Mapping[str, str]) -> list[str]:

@@ -35,13 +35,29 @@ TOKENS = {
 CALLBACK_KEY = "cb-key-5b7e0f3a2d1c9e8b"
 UBILL_KEY = "ubill-key-7d6c5b4a39281706"
 CLIENTS = [
-    {"name": "auth-service", "token_sha256": token_sha256(TOKENS["auth"]), "brands": [1, 2], "default_brand": 1,
-     "otp": True},
+    {
+        "name": "auth-service",
+        "token_sha256": token_sha256(TOKENS["auth"]),
+        "brands": [1, 2],
+        "default_brand": 1,
+        "otp": True,
+    },
     {"name": "shop", "token_sha256": token_sha256(TOKENS["shop"]), "brands": [2], "default_brand": 2},
-    {"name": "ops", "token_sha256": token_sha256(TOKENS["ops"]), "brands": [1], "default_brand": 1, "otp": True,
-     "admin": True},
-    {"name": "limited", "token_sha256": token_sha256(TOKENS["limited"]), "brands": [1], "default_brand": 1,
-     "rate": 2},
+    {
+        "name": "ops",
+        "token_sha256": token_sha256(TOKENS["ops"]),
+        "brands": [1],
+        "default_brand": 1,
+        "otp": True,
+        "admin": True,
+    },
+    {
+        "name": "limited",
+        "token_sha256": token_sha256(TOKENS["limited"]),
+        "brands": [1],
+        "default_brand": 1,
+        "rate": 2,
+    },
 ]
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,7 +84,11 @@ def base_env(redis_url: str, ubill_url: str, **overrides: str) -> dict[str, str]
 
 
 def sandbox_config(**knobs: str) -> SandboxConfig:
-    env = {"SMSGW_SANDBOX_API_KEY": UBILL_KEY, "SMSGW_SANDBOX_CALLBACK_DELAY": "0.05", "SMSGW_SANDBOX_SEED": "7"}
+    env = {
+        "SMSGW_SANDBOX_API_KEY": UBILL_KEY,
+        "SMSGW_SANDBOX_CALLBACK_DELAY": "0.05",
+        "SMSGW_SANDBOX_SEED": "7",
+    }
     env.update({f"SMSGW_SANDBOX_{k.upper()}": v for k, v in knobs.items()})
     return SandboxConfig.from_env(env)
 
@@ -85,8 +105,13 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
 class Stack:
     """Sandbox + gateway + worker over one Redis; ``http`` is a client session for the test."""
 
-    def __init__(self, redis_url: str, env: Mapping[str, str] | None = None,
-                 sandbox: Mapping[str, str] | None = None, worker: bool = True) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        env: Mapping[str, str] | None = None,
+        sandbox: Mapping[str, str] | None = None,
+        worker: bool = True,
+    ) -> None:
         self.redis_url = redis_url
         self.env_overrides = dict(env or {})
         self.sandbox_knobs = dict(sandbox or {})
@@ -103,7 +128,9 @@ class Stack:
         runner, self.url = await serve(create_app(self.settings))
         self.runners.append(runner)
         self.http = aiohttp.ClientSession()
-        await self.sandbox_patch({"callback_url": f"{self.url}/callbacks/ubill", "callback_key": CALLBACK_KEY})
+        await self.sandbox_patch(
+            {"callback_url": f"{self.url}/callbacks/ubill", "callback_key": CALLBACK_KEY}
+        )
         if self.with_worker:
             await self.start_worker()
         return self
@@ -127,10 +154,12 @@ class Stack:
     def auth(self, who: str = "auth") -> dict[str, str]:
         return {"Authorization": f"Bearer {TOKENS[who]}"}
 
-    async def send(self, body: Any, who: str = "auth", headers: Mapping[str, str] | None = None,
-                   expect: int | None = 202) -> dict[str, Any]:
-        async with self.http.post(f"{self.url}/v1/messages", json=body,
-                                  headers={**self.auth(who), **(headers or {})}) as response:
+    async def send(
+        self, body: Any, who: str = "auth", headers: Mapping[str, str] | None = None, expect: int | None = 202
+    ) -> dict[str, Any]:
+        async with self.http.post(
+            f"{self.url}/v1/messages", json=body, headers={**self.auth(who), **(headers or {})}
+        ) as response:
             data: dict[str, Any] = await response.json(content_type=None)
             if expect is not None:
                 assert response.status == expect, (response.status, data)
@@ -142,8 +171,13 @@ class Stack:
             data: dict[str, Any] = await response.json()
             return data
 
-    async def wait_for(self, message_id: str, done: Callable[[dict[str, Any]], bool], timeout: float = 15.0,
-                       who: str = "auth") -> dict[str, Any]:
+    async def wait_for(
+        self,
+        message_id: str,
+        done: Callable[[dict[str, Any]], bool],
+        timeout: float = 15.0,
+        who: str = "auth",
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             message = await self.get(message_id, who)
@@ -155,7 +189,8 @@ class Stack:
 
     async def wait_status(self, message_id: str, *statuses: str, timeout: float = 15.0) -> dict[str, Any]:
         return await self.wait_for(
-            message_id, lambda m: all(r["status"] in statuses for r in m["recipients"]), timeout)
+            message_id, lambda m: all(r["status"] in statuses for r in m["recipients"]), timeout
+        )
 
     async def sandbox_patch(self, knobs: dict[str, Any]) -> None:
         async with self.http.patch(f"{self.sandbox_url}/_sandbox/config", json=knobs) as response:
@@ -176,9 +211,13 @@ def spawn(command: str, env: Mapping[str, str], log_path: Path) -> subprocess.Po
     """``smsgw <command>`` as a real process (its own session, so a test can SIGKILL it alone)."""
     full_env = {**os.environ, **env, "SMSGW_LOG_FORMAT": "json"}
     log = log_path.open("ab")
-    return subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "smsgw", command], env=full_env, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True, cwd=ROOT,
+    return subprocess.Popen(
+        [sys.executable, "-m", "smsgw", command],
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=ROOT,
     )
 
 
@@ -197,7 +236,9 @@ async def astop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, tim
     return await asyncio.to_thread(stop, process, sig, timeout)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0, every: float = 0.05) -> None:
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout: float = 15.0, every: float = 0.05
+) -> None:
     deadline = time.monotonic() + timeout
     while not await check():
         if time.monotonic() > deadline:

@@ -193,7 +193,7 @@ async def test_errors_map_to_exceptions_with_problem_details(redis_url: str) -> 
         assert isinstance(unauthorized.value, SmsGatewayClientError)
 
         with pytest.raises(ValueError, match="timezone-aware"):
-            await gateway.send(A, "hi", send_at=datetime(2030, 1, 1))  # noqa: DTZ001 - naive on purpose
+            await gateway.send(A, "hi", send_at=datetime(2030, 1, 1))
 
 
 async def test_idempotency_key_replays_the_original_message(redis_url: str) -> None:

@@ -42,11 +42,16 @@ async def run(bench: Bench, generator: str) -> tuple[list[Row], dict[str, Any]]:
                            workdir=bench.workdir, cpus=bench.load_cpus)
             await asyncio.sleep(0.3)
             cpu_before = proc.cpu_seconds()
+            counters = await bench.redis_counters()
+            redis_cpu = bench.cpu_times()["redis"]
             load = await run_load(generator, url, TOKEN, prefixes, connections=CONNECTIONS, duration=duration,
                                   workdir=bench.workdir, cpus=bench.load_cpus)
             cpu = proc.cpu_seconds() - cpu_before
             results[name] = {**load.as_dict(), "server_cpu_s": round(cpu, 2),
-                             "server_cpu_per_request_us": round(cpu / max(1, load.requests) * 1e6, 1)}
+                             "server_cpu_per_request_us": round(cpu / max(1, load.requests) * 1e6, 1),
+                             "redis_cpu_per_request_us": round((bench.cpu_times()["redis"] - redis_cpu)
+                                                               / max(1, load.requests) * 1e6, 1),
+                             "per_request": await bench.redis_cost(counters, load.requests)}
             bench.stop(proc.name)
     finally:
         bench.pin_redis(None)

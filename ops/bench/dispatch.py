@@ -39,6 +39,7 @@ async def _drain(bench: Bench, bodies: list[dict[str, Any]], limit: float) -> di
     finally:
         bench.stop("gateway")
     total = sum(len(b["to"]) for b in bodies)
+    counters = await bench.redis_counters()
     spawned = time.time()
     worker = await bench.start_worker()
     ready = time.time()
@@ -55,6 +56,7 @@ async def _drain(bench: Bench, bodies: list[dict[str, Any]], limit: float) -> di
     finally:
         bench.stop("worker")
         await bench.sandbox_patch(latency=0.0)
+    cost = await bench.redis_cost(counters, total)
     sends = sorted(await bench.sandbox_sends(), key=lambda s: s["received"])
     first, last = sends[0]["received"], sends[-1]["received"]
     sent = sum(len(s["numbers"]) for s in sends)
@@ -69,6 +71,7 @@ async def _drain(bench: Bench, bodies: list[dict[str, Any]], limit: float) -> di
         "worker_cpu_s_after_ready": round(cpu, 2),
         "worker_cpu_ms_per_call": round(cpu / len(sends) * 1000, 2),
         "cpu_percent_of_core_while_draining": shares,
+        "per_recipient": cost,
     }
 
 

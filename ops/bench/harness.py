@@ -229,6 +229,23 @@ class Bench:
         return {"seconds_with_fsync_over_1ms": len(worst), "worst_fsync_ms_max": max(worst),
                 "worst_fsync_ms_median_second": sorted(worst)[len(worst) // 2]}
 
+    async def redis_counters(self) -> dict[str, int]:
+        """Commands executed (scripts' inner commands included) and AOF bytes written, so far."""
+        stats = await self.redis.info("commandstats")
+        persistence = await self.redis.info("persistence")
+        return {"commands": sum(int(v["calls"]) for v in stats.values() if isinstance(v, dict)),
+                "aof_bytes": int(persistence.get("aof_current_size", 0))}
+
+    async def redis_cost(self, before: dict[str, int], units: int) -> dict[str, float | None]:
+        """Redis commands and AOF bytes per unit (recipient or request) since ``before``; None when an AOF
+        rewrite shrank the file meanwhile."""
+        after = await self.redis_counters()
+        out: dict[str, float | None] = {}
+        for name in ("commands", "aof_bytes"):
+            delta = after[name] - before[name]
+            out[f"redis_{name}_per_unit"] = round(delta / max(1, units), 1) if delta >= 0 else None
+        return out
+
     async def flush(self) -> None:
         await self.redis.flushall()
 

@@ -45,8 +45,14 @@ def _describe(
 ) -> dict[str, object]:
     numbers = fields.get(f"n:{unit.k}", "").split(",")
     return {
-        "id": dead_id, "message_id": message_id, "unit": unit.k, "client": fields.get("c"),
-        "priority": fields.get("p"), "numbers": numbers, "reason": unit.reason, "attempts": unit.tries,
+        "id": dead_id,
+        "message_id": message_id,
+        "unit": unit.k,
+        "client": fields.get("c"),
+        "priority": fields.get("p"),
+        "numbers": numbers,
+        "reason": unit.reason,
+        "attempts": unit.tries,
         "dead_at": iso(int(dead_ms)),
     }
 
@@ -78,15 +84,21 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
     owner = gw.settings.client_by_name(fields["c"])
     if owner is None:
         raise Conflict(f"client {fields['c']} is no longer configured")
-    numbers = [n for n in fields[f"n:{unit.k}"].split(",")
-               if Recipient.parse(n, fields[f"r:{n}"]).status == "failed"]
+    numbers = [
+        n for n in fields[f"n:{unit.k}"].split(",") if Recipient.parse(n, fields[f"r:{n}"]).status == "failed"
+    ]
     if not numbers:
         raise Conflict(f"dead letter {dead_id} has no failed recipient left to replay")
     lane = fields["p"]
     send = SendRequest(
-        numbers=numbers, text=fields["t"], brand_id=int(fields["b"]), lane=lane, send_at_ms=None,
+        numbers=numbers,
+        text=fields["t"],
+        brand_id=int(fields["b"]),
+        lane=lane,
+        send_at_ms=None,
         validity_s=DEFAULT_VALIDITY_OTP if lane == "otp" else DEFAULT_VALIDITY_OTHER,
-        stop_list=fields.get("sl") == "1", reference=fields.get("ref") or None,
+        stop_list=fields.get("sl") == "1",
+        reference=fields.get("ref") or None,
     )
     try:
         done = await submit(gw, owner, send, message_id=replay_id)

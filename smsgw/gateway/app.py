@@ -44,7 +44,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         gw.durability = await durability(gw.redis)
         if not gw.durability.durable:
             log.warning(
-                "redis.not_durable", **gw.durability.as_dict(),
+                "redis.not_durable",
+                **gw.durability.as_dict(),
                 detail="accepted work can be lost if Redis crashes: run appendonly yes, appendfsync always",
             )
     except REDIS_ERRORS as exc:
@@ -57,8 +58,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     redis = connect(settings)
     gateway = Gateway(
-        settings=settings, redis=redis, blocking=connect(settings, blocking=BLOCK_MS / 1000),
-        scripts=Scripts.load(redis), metrics=GatewayMetrics(), auth=Authenticator(settings.clients),
+        settings=settings,
+        redis=redis,
+        blocking=connect(settings, blocking=BLOCK_MS / 1000),
+        scripts=Scripts.load(redis),
+        metrics=GatewayMetrics(),
+        auth=Authenticator(settings.clients),
     )
     app = web.Application(middlewares=[observe, problems, authenticate], client_max_size=MAX_BODY_BYTES)
     app[GATEWAY] = gateway

@@ -63,14 +63,19 @@ async def ubill_callback(request: web.Request) -> web.Response:
 
 async def apply_callback(gw: Gateway, callback: Callback) -> str:
     occurred = int(callback.occurred_at.timestamp() * 1000)
-    applied = await apply_provider_status(gw.scripts, gw.settings, callback.sms_id, callback.number,
-                                          callback.status_id, occurred)
+    applied = await apply_provider_status(
+        gw.scripts, gw.settings, callback.sms_id, callback.number, callback.status_id, occurred
+    )
     gw.metrics.callbacks.labels(applied.status, applied.outcome).inc()
     if applied.outcome in ("applied", "adopted") and applied.status in TERMINAL and applied.created_ms:
         elapsed = max(0.0, (now_ms() - applied.created_ms) / 1000)
         gw.metrics.final_latency.labels(applied.lane, applied.status).observe(elapsed)
     quiet = applied.outcome in ("applied", "duplicate")
     (log.debug if quiet else log.info)(
-        "callback", sms_id=callback.sms_id, number=mask(callback.number), status=applied.status,
-        outcome=applied.outcome)
+        "callback",
+        sms_id=callback.sms_id,
+        number=mask(callback.number),
+        status=applied.status,
+        outcome=applied.outcome,
+    )
     return applied.outcome

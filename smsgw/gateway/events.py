@@ -21,7 +21,9 @@ from smsgw.redisdb import REDIS_ERRORS
 __all__ = ["BLOCK_MS", "OPEN_READS", "end_streams", "routes"]
 
 routes = web.RouteTableDef()
-BLOCK_MS = 15_000  # also the keep-alive period: proxies drop silent streams
+BLOCK_MS = (
+    5_000  # also the keep-alive period (proxies drop silent streams) and how soon a gone client is noticed
+)
 _STREAM_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")  # ASCII digits; Redis also wants each part < 2**64
 # The XREAD BLOCK of every open stream: a stream never ends by itself, so shutdown cancels these to end them.
 OPEN_READS = web.AppKey[set["asyncio.Task[Any]"]]("open_reads")
@@ -45,9 +47,13 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     if last is None:
         newest = await gw.redis.xrevrange(stream, count=1)
         last = newest[0][0] if newest else "0-0"
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
-    })
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
     await response.prepare(request)
     gw.metrics.sse_clients.inc()
     handler = asyncio.current_task()

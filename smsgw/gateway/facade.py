@@ -23,7 +23,7 @@ from smsgw.gateway.ratelimit import enforce_client_rate
 from smsgw.gateway.submit import submit
 from smsgw.gateway.validation import MAX_OTP_RECIPIENTS, MAX_RECIPIENTS, MAX_TEXT, SendRequest
 from smsgw.phones import normalise_many
-from smsgw.records import Recipient
+from smsgw.records import Recipient, numbers_in_order
 from smsgw.redisdb import REDIS_ERRORS, hash_fields
 from smsgw.settings import DEFAULT_VALIDITY_OTHER, DEFAULT_VALIDITY_OTP, MAX_BODY_BYTES, Client
 from smsgw.statuses import to_ubill_code
@@ -128,9 +128,14 @@ def _send_request(request: web.Request, client: Client, params: dict[str, Any]) 
         raise Refusal(99, f"otp needs OTP permission and at most {MAX_OTP_RECIPIENTS} numbers")
     send_at = _send_time(params.get("sendTime"))
     return SendRequest(
-        numbers=numbers, text=text, brand_id=brand_id, lane="otp" if otp else "transactional",
-        send_at_ms=send_at, validity_s=DEFAULT_VALIDITY_OTP if otp else DEFAULT_VALIDITY_OTHER,
-        stop_list=_flag(params.get("stopList"), True), reference=None,
+        numbers=numbers,
+        text=text,
+        brand_id=brand_id,
+        lane="otp" if otp else "transactional",
+        send_at_ms=send_at,
+        validity_s=DEFAULT_VALIDITY_OTP if otp else DEFAULT_VALIDITY_OTHER,
+        stop_list=_flag(params.get("stopList"), True),
+        reference=None,
     )
 
 
@@ -180,8 +185,8 @@ async def report(request: web.Request) -> web.Response:
     if not fields or fields.get("c") != client.name:
         return Refusal(99, "SMS not found").response()
     result = [
-        {"number": f[2:], "statusID": str(to_ubill_code(Recipient.parse(f[2:], v).status))}
-        for f, v in fields.items() if f.startswith("r:")
+        {"number": n, "statusID": str(to_ubill_code(Recipient.parse(n, fields[f"r:{n}"]).status))}
+        for n in numbers_in_order(fields)
     ]
     return json_response({"statusID": 0, "result": result})
 

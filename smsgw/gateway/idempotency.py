@@ -51,7 +51,8 @@ async def idempotent(
     digest = body_hash(body)
     record_key = keys.idempotency(client.name, hashlib.sha256(key.encode()).hexdigest())
     state = await gw.scripts.idempotency(
-        keys=[record_key], args=["begin", digest, keys.IDEMPOTENCY_PENDING_TTL])
+        keys=[record_key], args=["begin", digest, keys.IDEMPOTENCY_PENDING_TTL]
+    )
     if state[0] == "inflight":
         raise Conflict("a request with this Idempotency-Key is still being processed")
     if state[0] == "mismatch":

@@ -46,5 +46,6 @@ async def read_json(request: web.Request) -> Any:
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=json.dumps(data, ensure_ascii=False).encode(), status=status,
-                        content_type="application/json")
+    return web.Response(
+        body=json.dumps(data, ensure_ascii=False).encode(), status=status, content_type="application/json"
+    )

@@ -73,4 +73,3 @@ async def cancel_message(request: web.Request) -> web.Response:
     if int(result[1]) == 0:
         raise Conflict("nothing to cancel: every recipient was already handed to uBill or is final")
     return json_response(resource(message_id, await load_message(request, message_id)))
-

@@ -54,5 +54,12 @@ def _record(request: web.Request, status: int, elapsed: float) -> None:
     if request.get(REDIS_ERROR):
         metrics.redis_errors.inc()
     level = log.debug if status < 400 and route != "unmatched" else log.info
-    level("request", method=request.method, route=route, status=status, client=client,
-          duration_ms=round(elapsed * 1000, 2), message_id=request.get(MESSAGE_ID))
+    level(
+        "request",
+        method=request.method,
+        route=route,
+        status=status,
+        client=client,
+        duration_ms=round(elapsed * 1000, 2),
+        message_id=request.get(MESSAGE_ID),
+    )

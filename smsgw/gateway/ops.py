@@ -34,7 +34,8 @@ async def readyz(request: web.Request) -> web.Response:
     body = {"status": "ready", "redis": "ok", "durability": gw.durability.as_dict()}
     if not gw.durability.durable:
         body["warning"] = (
-            "Redis does not run AOF with appendfsync always: a Redis crash can lose accepted work")
+            "Redis does not run AOF with appendfsync always: a Redis crash can lose accepted work"
+        )
     return json_response(body)
 
 

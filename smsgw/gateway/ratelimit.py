@@ -18,9 +18,12 @@ async def enforce_client_rate(gw: Gateway, client: Client) -> None:
         return
     burst = max(1, math.ceil(client.rate))
     allowed, wait_ms = await gw.scripts.client_rate(
-        keys=[keys.client_rate(client.name)], args=[client.rate, burst])
+        keys=[keys.client_rate(client.name)], args=[client.rate, burst]
+    )
     if int(allowed) == 1:
         return
     gw.metrics.rate_limited.labels(client.name).inc()
-    raise TooManyRequests(f"client {client.name} is limited to {client.rate:g} requests per second",
-                          retry_after=math.ceil(int(wait_ms) / 1000))
+    raise TooManyRequests(
+        f"client {client.name} is limited to {client.rate:g} requests per second",
+        retry_after=math.ceil(int(wait_ms) / 1000),
+    )

@@ -13,7 +13,7 @@ import structlog
 
 from smsgw import keys
 from smsgw.clock import now_ms
-from smsgw.errors import Conflict
+from smsgw.errors import Conflict, ServiceUnavailable
 from smsgw.gateway.context import Gateway
 from smsgw.gateway.validation import SendRequest
 from smsgw.phones import mask
@@ -25,6 +25,7 @@ from smsgw.ubill import numbers_per_call
 __all__ = ["Submitted", "submit"]
 
 log = structlog.get_logger(__name__)
+DEADLINE_MARGIN_MS = 100  # covers the answer's trip back and clock drift between gateway and Redis (NTP)
 
 
 @dataclass(frozen=True)
@@ -39,15 +40,29 @@ def build_message(gw: Gateway, client: Client, send: SendRequest, message_id: st
     segments, encoding = count_segments(send.text)
     settings = gw.settings
     per_call = numbers_per_call(
-        settings.ubill_base_url, send.text, send.brand_id, send.lane == "otp", send.stop_list,
-        settings.ubill_max_url_length, settings.batch_size,
+        settings.ubill_base_url,
+        send.text,
+        send.brand_id,
+        send.lane == "otp",
+        send.stop_list,
+        settings.ubill_max_url_length,
+        settings.batch_size,
     )
-    units = tuple(tuple(send.numbers[i:i + per_call]) for i in range(0, len(send.numbers), per_call))
+    units = tuple(tuple(send.numbers[i : i + per_call]) for i in range(0, len(send.numbers), per_call))
     start = send.send_at_ms if send.send_at_ms is not None else now
     return NewMessage(
-        id=message_id or new_message_id(), client=client.name, lane=send.lane, brand_id=send.brand_id,
-        text=send.text, reference=send.reference, segments=segments, encoding=encoding, created_ms=now,
-        send_at_ms=send.send_at_ms, expires_ms=start + send.validity_s * 1000, stop_list=send.stop_list,
+        id=message_id or new_message_id(),
+        client=client.name,
+        lane=send.lane,
+        brand_id=send.brand_id,
+        text=send.text,
+        reference=send.reference,
+        segments=segments,
+        encoding=encoding,
+        created_ms=now,
+        send_at_ms=send.send_at_ms,
+        expires_ms=start + send.validity_s * 1000,
+        stop_list=send.stop_list,
         units=units,
     )
 
@@ -65,7 +80,9 @@ async def submit(
     message = build_message(gw, client, send, message_id)
     fields = message.fields()
     ttl_s = max(1, (message.expires_ms - message.created_ms) // 1000) + gw.settings.message_retention
-    args: list[Any] = [ttl_s, message.due_ms, idempotency[1] if idempotency else "", message.id, len(fields)]
+    # Past this moment (by Redis's clock) the script writes nothing: we will have answered 503 by then.
+    deadline = now_ms() + int(gw.settings.redis_timeout * 1000) - DEADLINE_MARGIN_MS
+    args: list[Any] = [ttl_s, deadline, idempotency[1] if idempotency else "", message.id, len(fields)]
     for name, value in fields.items():
         args += (name, value)
     jobs = message.jobs()
@@ -73,16 +90,28 @@ async def submit(
     for job in jobs:
         args += job
     script_keys = [
-        keys.message(message.id), keys.lane_queue(message.lane), keys.wake(message.lane),
-        idempotency[0] if idempotency else "", keys.FACADE_SEQ if facade else "",
+        keys.message(message.id),
+        keys.lane_queue(message.lane),
+        keys.wake(message.lane),
+        idempotency[0] if idempotency else "",
+        keys.FACADE_SEQ if facade else "",
     ]
     written = await gw.scripts.accept(keys=script_keys, args=args)
+    if int(written[0]) == -1:
+        raise ServiceUnavailable("Redis answered too late; nothing was accepted, retry later")
     if int(written[0]) == 0:
         raise Conflict(f"message {message.id} already exists")
     count = sum(len(unit) for unit in message.units)
     gw.metrics.accepted.labels(message.lane, client.name).inc(count)
-    log.info("message.accepted", message_id=message.id, client=client.name, lane=message.lane,
-             recipients=count, units=len(message.units), first=mask(message.units[0][0]),
-             send_at=message.send_at_ms)
+    log.info(
+        "message.accepted",
+        message_id=message.id,
+        client=client.name,
+        lane=message.lane,
+        recipients=count,
+        units=len(message.units),
+        first=mask(message.units[0][0]),
+        send_at=message.send_at_ms,
+    )
     facade_id = int(written[1]) if facade and written[1] else None
     return Submitted(message, fields, facade_id)

@@ -1,10 +1,15 @@
 -- Accept a message: its hash, its arq jobs and their lane entries, written together or not at all.
 -- KEYS[1] message hash   KEYS[2] lane queue (arq zset)   KEYS[3] lane wake list
 -- KEYS[4] idempotency key (or '')   KEYS[5] facade counter (or '')
--- ARGV[1] ttl seconds   ARGV[2] due ms   ARGV[3] idempotency value ('' = none)
+-- ARGV[1] ttl seconds   ARGV[2] deadline ms   ARGV[3] idempotency value ('' = none)
 -- ARGV[4] message id    ARGV[5] field count F, then F field/value pairs (meta + recipients + units)
 -- then unit count U, then U quadruples: job key, job payload, job id, queue score
--- Returns {1, facade_id or ''} when written, {0} when the message id already exists.
+-- Returns {1, facade_id or ''} when written, {0} when the message id already exists, {-1} past the deadline.
+-- The deadline is when the gateway gives up waiting and answers 503 "nothing accepted": a script that a
+-- stalled Redis runs only after that (a long fsync, a paused process) must then write nothing.
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[2]) then return {-1} end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
 local ttl = tonumber(ARGV[1])
 local i = 6

@@ -6,7 +6,7 @@
 --   {'gone'}                      message expired from Redis
 --   {'done', state}               unit already settled (acked/refused/unknown/dead/done): never send again
 --   {'ambiguous', owner, tries, expires_ms}   an earlier attempt started a call and never recorded its end
---   {'empty', expired_count}      nothing left to send (cancelled or expired now)
+--   {'empty', expired_count, created_ms}   nothing left to send (cancelled or expired now)
 --   {'send', tries, client, lane, brand, text, stop_list, created_ms, send_at_ms, expires_ms, n1, n2, ...}
 local key = KEYS[1]
 local k = ARGV[1]
@@ -37,7 +37,7 @@ if #send == 0 then
   unit.st = 'done'
   unit.reason = expired and 'expired' or 'nothing to send'
   redis.call('HSET', key, 'u:' .. k, unit_str(unit))
-  return {'empty', expired_count}
+  return {'empty', expired_count, meta.ca}
 end
 unit.st = 'calling'
 unit.owner = ARGV[5]

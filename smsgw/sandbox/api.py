@@ -61,17 +61,35 @@ async def send(request: web.Request) -> web.StreamResponse:
 def _accept(sandbox: Sandbox, accepted: Accepted, method: str, outcome: str, received: float) -> Send:
     """Record and charge the call, then schedule its callbacks (from sendTime when one was given)."""
     now = sandbox.clock()
-    record = sandbox.state.accept(Send(
-        sms_id=0, time=now, numbers=accepted.numbers, rejected_numbers=accepted.rejected_numbers,
-        text=accepted.text, brand_id=accepted.brand_id, otp=accepted.otp, stop_list=accepted.stop_list,
-        send_time=accepted.send_time, method=method, outcome=outcome, received=received,
-    ), accepted.segments)
+    record = sandbox.state.accept(
+        Send(
+            sms_id=0,
+            time=now,
+            numbers=accepted.numbers,
+            rejected_numbers=accepted.rejected_numbers,
+            text=accepted.text,
+            brand_id=accepted.brand_id,
+            otp=accepted.otp,
+            stop_list=accepted.stop_list,
+            send_time=accepted.send_time,
+            method=method,
+            outcome=outcome,
+            received=received,
+        ),
+        accepted.segments,
+    )
     wait = (accepted.send_at - now).total_seconds() if accepted.send_at else 0.0
     sandbox.deliverer.schedule(record, wait + sandbox.config.callback_delay)
     log.info(
-        "sandbox send accepted", sms_id=record.sms_id, numbers=len(record.numbers),
-        first=mask(",".join(record.numbers[:_LOGGED_NUMBERS])), rejected=len(record.rejected_numbers),
-        segments=accepted.segments, otp=record.otp, send_time=record.send_time, outcome=outcome,
+        "sandbox send accepted",
+        sms_id=record.sms_id,
+        numbers=len(record.numbers),
+        first=mask(",".join(record.numbers[:_LOGGED_NUMBERS])),
+        rejected=len(record.rejected_numbers),
+        segments=accepted.segments,
+        otp=record.otp,
+        send_time=record.send_time,
+        outcome=outcome,
     )
     return record
 

@@ -23,7 +23,14 @@ from smsgw.segments import count_segments
 from smsgw.ubill import REFUSALS, parse_send_time
 
 __all__ = [
-    "BAD_SEND_TIME", "INVALID_KEY", "Accepted", "Refusal", "SendCall", "check", "key_matches", "read_call",
+    "BAD_SEND_TIME",
+    "INVALID_KEY",
+    "Accepted",
+    "Refusal",
+    "SendCall",
+    "check",
+    "key_matches",
+    "read_call",
 ]
 
 _VALID_NUMBER: Final = re.compile(r"^9955\d{8}$")

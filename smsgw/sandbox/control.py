@@ -57,7 +57,8 @@ async def callbacks(request: web.Request) -> web.Response:
     number = request.query.get("number")
     sms_id = request.query.get("sms_id")
     entries = [
-        c.as_json() for c in request.app[SANDBOX].state.callbacks
+        c.as_json()
+        for c in request.app[SANDBOX].state.callbacks
         if (not number or c.number == number) and (not sms_id or str(c.sms_id) == sms_id)
     ]
     return web.json_response({"callbacks": entries})

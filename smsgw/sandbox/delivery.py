@@ -171,8 +171,14 @@ class Deliverer:
             return
         outcome = attempt.error or attempt.http_status
         if job.attempt >= MAX_RETRIES:
-            log.warning("sandbox callback given up", sms_id=job.sms_id, number=mask(job.number),
-                        status_id=job.status_id, attempts=job.attempt + 1, last=outcome)
+            log.warning(
+                "sandbox callback given up",
+                sms_id=job.sms_id,
+                number=mask(job.number),
+                status_id=job.status_id,
+                attempts=job.attempt + 1,
+                last=outcome,
+            )
             return
         log.debug("sandbox callback failed", sms_id=job.sms_id, number=mask(job.number), last=outcome)
         retry = dataclasses.replace(job, attempt=job.attempt + 1)
@@ -181,8 +187,13 @@ class Deliverer:
 
     async def _call(self, job: _Job, url: str, key: str) -> CallbackAttempt:
         assert self._session is not None, "Deliverer.start() was not called"
-        params = {"key": key, "smsID": str(job.sms_id), "number": job.number,
-                  "statusID": str(job.status_id), "date": job.date}
+        params = {
+            "key": key,
+            "smsID": str(job.sms_id),
+            "number": job.number,
+            "statusID": str(job.status_id),
+            "date": job.date,
+        }
         entry = CallbackAttempt(job.sms_id, job.number, job.status_id, job.attempt + 1, self._clock())
         try:
             async with self._session.get(

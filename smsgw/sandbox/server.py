@@ -20,8 +20,9 @@ SHUTDOWN_TIMEOUT: Final = 5.0
 
 async def serve(config: SandboxConfig) -> None:
     """Listen until a stop signal, then close gracefully (stalled calls are let go, tasks stopped)."""
-    runner = web.AppRunner(create_app(config), access_log=None, handle_signals=False,
-                           shutdown_timeout=SHUTDOWN_TIMEOUT)
+    runner = web.AppRunner(
+        create_app(config), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port)
@@ -35,8 +36,15 @@ async def serve(config: SandboxConfig) -> None:
 
 def _log_started(runner: web.AppRunner, config: SandboxConfig) -> None:
     host, port = runner.addresses[0][:2]  # the real port when 0 asked for any free one
-    log.info("sandbox listening", url=f"http://{host}:{port}/v1", host=host, port=port,
-             brands=sorted(config.brands), balance=config.balance, callbacks=config.callback_url is not None)
+    log.info(
+        "sandbox listening",
+        url=f"http://{host}:{port}/v1",
+        host=host,
+        port=port,
+        brands=sorted(config.brands),
+        balance=config.balance,
+        callbacks=config.callback_url is not None,
+    )
 
 
 async def _until_signalled() -> None:

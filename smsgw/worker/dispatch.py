@@ -57,6 +57,8 @@ class Claim:
         kind = str(raw[0])
         if kind == "ambiguous":
             return cls(kind, tries=int(raw[2]), expires_ms=int(raw[3]), detail=str(raw[1]))
+        if kind == "empty":
+            return cls(kind, detail=str(raw[1]), created_ms=int(raw[2]))
         if kind != "send":
             return cls(kind, detail=str(raw[1]) if len(raw) > 1 else "")
         tries, client, lane, brand, text, stop_list, created, send_at, expires = raw[1:10]
@@ -113,6 +115,7 @@ class Dispatcher:
         if claim.kind != "send":
             if claim.kind == "empty" and int(claim.detail or 0):
                 self.metrics.recipients.labels(lane, "expired").inc(int(claim.detail))
+                self._observe_final(lane, "expired", claim, int(claim.detail))
             return claim.kind
         return await self._call(lane, message_id, k, claim)
 
@@ -127,6 +130,7 @@ class Dispatcher:
             self.breaker.success()
             await self._settle(message_id, k, "refused", reason=exc.reason)
             self.metrics.recipients.labels(lane, "rejected").inc(len(claim.numbers))
+            self._observe_final(lane, "rejected", claim, len(claim.numbers))
             log.info(
                 "dispatch.rejected", count=len(claim.numbers), status_id=exc.status_id, reason=exc.reason
             )
@@ -170,6 +174,7 @@ class Dispatcher:
             )
             self.metrics.dead_letters.labels(lane).inc()
             self.metrics.recipients.labels(lane, "dead").inc(len(claim.numbers))
+            self._observe_final(lane, "failed", claim, len(claim.numbers))
             log.warning("dispatch.dead_letter", attempts=attempt, reason=reason)
             return "dead"
         await self._settle(message_id, k, "retry", reason=reason)
@@ -246,6 +251,12 @@ class Dispatcher:
     def _observe_call(self, outcome: str, started: float) -> None:
         self.metrics.ubill_requests.labels("send", outcome).inc()
         self.metrics.ubill_duration.labels("send").observe(time.perf_counter() - started)
+
+    def _observe_final(self, lane: str, status: str, claim: Claim, count: int) -> None:
+        if claim.created_ms:
+            elapsed = max(0.0, (now_ms() - claim.created_ms) / 1000)
+            for _ in range(count):
+                self.metrics.final_latency.labels(lane, status).observe(elapsed)
 
     def _observe_latency(self, lane: str, claim: Claim) -> None:
         start = claim.send_at_ms if claim.send_at_ms is not None else claim.created_ms

@@ -25,16 +25,12 @@ from smsgw.clock import now_ms
 from smsgw.redisdb import REDIS_ERRORS, json_dumps, json_loads
 from smsgw.worker.dispatch import Dispatcher, dispatch
 
-__all__ = ["LaneStopped", "LaneWorker"]
+__all__ = ["LaneWorker"]
 
 log = structlog.get_logger(__name__)
 IDLE_CAP = 1.0  # longest blocking wait: also how soon a unit freed by a dead worker's lease is seen
 JOB_TIMEOUT = 3600  # arq's own timeout would drop a unit: our calls and waits are bounded well below this
 NO_LIMIT = 10**9  # attempts are counted by the dispatcher (dead letters), never by arq
-
-
-class LaneStopped(Exception):
-    """Ends ``LaneWorker.main()`` after ``request_stop()``: arq's loop has no exit of its own."""
 
 
 class LaneWorker(Worker):
@@ -45,7 +41,6 @@ class LaneWorker(Worker):
         self.lease_ms = int(lease * 1000)
         self._slot_freed = asyncio.Event()
         self._redis_backoff = 0.1
-        self._stop_requested = False
         super().__init__(
             functions=[func(dispatch, name="dispatch", max_tries=NO_LIMIT, timeout=JOB_TIMEOUT)],
             queue_name=keys.lane_queue(lane),
@@ -67,14 +62,11 @@ class LaneWorker(Worker):
         self.in_progress_timeout_s = lease
 
     def request_stop(self) -> None:
-        """Stop picking jobs now; ``main()`` returns once the jobs it runs are done."""
+        """Stop picking jobs now (arq's loop itself has no exit: the runner cancels it once idle)."""
         self.allow_pick_jobs = False
-        self._stop_requested = True
         self._slot_freed.set()
 
     async def _poll_iteration(self) -> None:
-        if self._stop_requested and not self.tasks:
-            raise LaneStopped(self.lane)
         started = self._jobs_started()
         try:
             await super()._poll_iteration()

@@ -20,7 +20,17 @@ from smsgw.embedded_redis import EmbeddedRedis
 from tests.harness import Stack, astop, eventually, spawn
 from tests.worker.test_lanes import numbers
 
-PROGRESSED = {"submitted", "sent", "pending", "delivered", "failed", "error", "rejected", "expired", "cancelled"}
+PROGRESSED = {
+    "submitted",
+    "sent",
+    "pending",
+    "delivered",
+    "failed",
+    "error",
+    "rejected",
+    "expired",
+    "cancelled",
+}
 
 
 def worker(stack: Stack, tmp_path: Path, name: str = "worker") -> subprocess.Popen[bytes]:
@@ -39,7 +49,7 @@ async def settled(stack: Stack, ids: list[str], allowed: set[str]) -> bool:
 
 
 def report(name: str, **figures: Any) -> None:
-    print(f"\nFAULT {name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))  # noqa: T201
+    print(f"\nFAULT {name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
 
 
 async def test_worker_sigkill_mid_stream_loses_and_duplicates_nothing(
@@ -48,7 +58,10 @@ async def test_worker_sigkill_mid_stream_loses_and_duplicates_nothing(
     env = {"SMSGW_BATCH_SIZE": "10", "SMSGW_CONCURRENCY_TRANSACTIONAL": "4", "SMSGW_JOB_LEASE": "2"}
     async with Stack(redis_url, env=env, sandbox={"latency": "0.15"}, worker=False) as stack:
         batch = numbers(1200, 93_000_000)
-        ids = [(await stack.send({"to": batch[i:i + 300], "text": "Kill test"}))["id"] for i in range(0, 1200, 300)]
+        ids = [
+            (await stack.send({"to": batch[i : i + 300], "text": "Kill test"}))["id"]
+            for i in range(0, 1200, 300)
+        ]
         first = worker(stack, tmp_path, "first")
         await eventually(lambda: _received_at_least(stack, 300), timeout=20)
         await astop(first, signal.SIGKILL)
@@ -67,13 +80,21 @@ async def test_worker_sigkill_mid_stream_loses_and_duplicates_nothing(
         final = await statuses(stack, ids)
         assert sum(final.values()) == 1200
         assert max(counts.values()) == 1, "a number acknowledged by uBill was sent twice"
-        unknown = [r["number"] for i in ids for r in (await stack.get(i))["recipients"] if r["status"] == "unknown"]
+        unknown = [
+            r["number"] for i in ids for r in (await stack.get(i))["recipients"] if r["status"] == "unknown"
+        ]
         assert not set(unknown) & set(counts), "an unknown recipient reached uBill but was never settled"
         assert len(unknown) <= 4 * 10, "more unknowns than calls in flight at the kill"
         assert len(counts) + len(unknown) == 1200
         assert resumed_after < 2 + 3, "work was not picked up again within the lease"
-        report("sigkill", accepted=1200, received=len(counts), duplicates=0, unknown=len(unknown),
-               resumed_after_s=round(resumed_after, 2))
+        report(
+            "sigkill",
+            accepted=1200,
+            received=len(counts),
+            duplicates=0,
+            unknown=len(unknown),
+            resumed_after_s=round(resumed_after, 2),
+        )
 
 
 async def _received_at_least(stack: Stack, count: int) -> bool:
@@ -84,14 +105,18 @@ async def test_redis_killed_and_restarted_loses_nothing(own_redis: EmbeddedRedis
     env = {"SMSGW_BATCH_SIZE": "10", "SMSGW_CONCURRENCY_TRANSACTIONAL": "2", "SMSGW_REDIS_TIMEOUT": "0.5"}
     async with Stack(own_redis.url, env=env, sandbox={"latency": "0.1"}, worker=False) as stack:
         batch = numbers(500, 77_000_000)
-        ids = [(await stack.send({"to": batch[i:i + 100], "text": "Redis test"}))["id"] for i in range(0, 500, 100)]
+        ids = [
+            (await stack.send({"to": batch[i : i + 100], "text": "Redis test"}))["id"]
+            for i in range(0, 500, 100)
+        ]
         proc = worker(stack, tmp_path)
         try:
             await eventually(lambda: _received_at_least(stack, 100), timeout=20)
             own_redis.kill()
             started = time.monotonic()
-            async with stack.http.post(f"{stack.url}/v1/messages", json={"to": "+995591000300", "text": "x"},
-                                       headers=stack.auth()) as response:
+            async with stack.http.post(
+                f"{stack.url}/v1/messages", json={"to": "+995591000300", "text": "x"}, headers=stack.auth()
+            ) as response:
                 assert response.status == 503
                 assert response.headers["Content-Type"].startswith("application/problem+json")
             answered_in = time.monotonic() - started
@@ -105,15 +130,22 @@ async def test_redis_killed_and_restarted_loses_nothing(own_redis: EmbeddedRedis
         counts = await stack.sandbox_counts()
         assert sum((await statuses(stack, ids)).values()) == 500
         assert len(counts) == 500 and max(counts.values()) == 1
-        report("redis-restart", accepted=500, received=len(counts), duplicates=0,
-               gateway_503_in_s=round(answered_in, 3))
+        report(
+            "redis-restart",
+            accepted=500,
+            received=len(counts),
+            duplicates=0,
+            gateway_503_in_s=round(answered_in, 3),
+        )
 
 
 async def test_half_of_uBill_answers_are_5xx(redis: Redis, redis_url: str, tmp_path: Path) -> None:
     env = {"SMSGW_BATCH_SIZE": "10", "SMSGW_MAX_ATTEMPTS": "50", "SMSGW_BREAKER_THRESHOLD": "10000"}
     async with Stack(redis_url, env=env, sandbox={"error_rate": "0.5"}, worker=False) as stack:
         batch = numbers(1000, 95_000_000)
-        ids = [(await stack.send({"to": batch[i:i + 250], "text": "5xx"}))["id"] for i in range(0, 1000, 250)]
+        ids = [
+            (await stack.send({"to": batch[i : i + 250], "text": "5xx"}))["id"] for i in range(0, 1000, 250)
+        ]
         proc = worker(stack, tmp_path)
         try:
             await eventually(lambda: settled(stack, ids, PROGRESSED), timeout=60)
@@ -131,8 +163,10 @@ async def test_stalls_become_unknown_not_resends_and_otp_is_retried(
     async with Stack(redis_url, env=env, sandbox={"stall_rate": "0.3"}, worker=False) as stack:
         batch = numbers(300, 96_000_000)
         tx = (await stack.send({"to": batch, "text": "Stall"}))["id"]
-        otps = [(await stack.send({"to": f"+99559700{i:04d}", "text": "Code", "priority": "otp"}))["id"]
-                for i in range(20)]
+        otps = [
+            (await stack.send({"to": f"+99559700{i:04d}", "text": "Code", "priority": "otp"}))["id"]
+            for i in range(20)
+        ]
         proc = worker(stack, tmp_path)
         try:
             await eventually(lambda: settled(stack, [tx], PROGRESSED | {"unknown"}), timeout=60)
@@ -154,7 +188,7 @@ async def test_accepted_then_dropped_answers_are_settled_without_resending(
     env = {"SMSGW_BATCH_SIZE": "10"}
     async with Stack(redis_url, env=env, sandbox={"drop_rate": "0.3"}, worker=False) as stack:
         batch = numbers(500, 98_000_000)
-        ids = [(await stack.send({"to": batch[i:i + 250], "text": "Drop"}))["id"] for i in (0, 250)]
+        ids = [(await stack.send({"to": batch[i : i + 250], "text": "Drop"}))["id"] for i in (0, 250)]
         proc = worker(stack, tmp_path)
         try:
             await eventually(lambda: settled(stack, ids, {"delivered"}), timeout=60)
@@ -187,7 +221,13 @@ async def test_sigterm_lets_in_flight_calls_finish(redis: Redis, redis_url: str,
             await astop(second)
         counts = await stack.sandbox_counts()
         assert len(counts) == 200 and max(counts.values()) == 1
-        report("sigterm", accepted=200, in_flight_completed=submitted, duplicates=0, drained_in_s=round(drained_in, 2))
+        report(
+            "sigterm",
+            accepted=200,
+            in_flight_completed=submitted,
+            duplicates=0,
+            drained_in_s=round(drained_in, 2),
+        )
 
 
 async def _in_flight(redis: Redis, count: int) -> bool:

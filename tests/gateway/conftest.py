@@ -43,8 +43,15 @@ def assert_no_secrets(answer: Answer) -> None:
             assert secret not in value, f"a secret is in header {name}"
 
 
-async def call(stack: Stack, method: str, path: str, *, who: str | None = "auth",
-               headers: Mapping[str, str] | None = None, **kwargs: Any) -> Answer:
+async def call(
+    stack: Stack,
+    method: str,
+    path: str,
+    *,
+    who: str | None = "auth",
+    headers: Mapping[str, str] | None = None,
+    **kwargs: Any,
+) -> Answer:
     """One request to the gateway; ``who`` picks the bearer token (None: no Authorization header)."""
     sent = {**(stack.auth(who) if who else {}), **(headers or {})}
     async with stack.http.request(method, stack.url + path, headers=sent, **kwargs) as response:
@@ -96,11 +103,11 @@ def numbers(count: int, start: int = 0) -> list[str]:
 
 async def list_length(redis: Redis, key: str) -> int:
     """LLEN, typed (redis-py types sync and async results as one union)."""
-    return int(await redis.llen(key))  # type: ignore[misc]
+    return int(await redis.llen(key))
 
 
 async def hash_field(redis: Redis, key: str, field: str) -> str | None:
-    value = await redis.hget(key, field)  # type: ignore[misc]
+    value = await redis.hget(key, field)
     return None if value is None else str(value)
 
 

@@ -94,13 +94,22 @@ async def test_dead_letter_written_by_the_settle_script(stack: Stack, redis: Red
     now = 1_700_000_000_000
     await scripts.settle(
         keys=[keys.message(created["id"])],
-        args=[0, "dead", now, "2023-11-14T22:13:20.000Z", "0-0", "",
-              "retries exhausted after 8 attempts: boom",
-              keys.SMS_ID_TTL, keys.UNSETTLED_TTL],
+        args=[
+            0,
+            "dead",
+            now,
+            "2023-11-14T22:13:20.000Z",
+            "0-0",
+            "",
+            "retries exhausted after 8 attempts: boom",
+            keys.SMS_ID_TTL,
+            keys.UNSETTLED_TTL,
+        ],
     )
     items = (await call(stack, "GET", "/v1/admin/dead-letters", who="ops")).json()["dead_letters"]
     assert [(i["id"], i["priority"], i["client"], i["reason"]) for i in items] == [
-        (f"{created['id']}:0", "otp", "ops", "retries exhausted after 8 attempts: boom")]
+        (f"{created['id']}:0", "otp", "ops", "retries exhausted after 8 attempts: boom")
+    ]
     assert items[0]["dead_at"] == "2023-11-14T22:13:20.000Z"
     replay = await call(stack, "POST", f"/v1/admin/dead-letters/{created['id']}:0/replay", who="ops")
     assert replay.status == 202, replay.text

@@ -23,7 +23,10 @@ NEAR_MISS = TOKENS["auth"] + "0"
 @pytest.mark.parametrize(("method", "path"), PROTECTED)
 async def test_every_v1_call_needs_a_bearer_token(stack: Stack, method: str, path: str) -> None:
     wrong: list[dict[str, str]] = [
-        {}, {"Authorization": f"Bearer {NEAR_MISS}"}, {"Authorization": f"Token {TOKENS['auth']}"}]
+        {},
+        {"Authorization": f"Bearer {NEAR_MISS}"},
+        {"Authorization": f"Token {TOKENS['auth']}"},
+    ]
     for headers in wrong:
         answer = await call(stack, method, path, who=None, headers=headers, json={})
         body = problem(answer, 401, "unauthorized")
@@ -34,19 +37,36 @@ async def test_every_v1_call_needs_a_bearer_token(stack: Stack, method: str, pat
 
 
 async def test_token_elsewhere_than_the_header_is_not_accepted(stack: Stack, redis: Redis) -> None:
-    answer = await call(stack, "POST", "/v1/messages", who=None, params={"key": TOKENS["auth"]},
-                        json={"to": ["995511194242"], "text": "hi"})
+    answer = await call(
+        stack,
+        "POST",
+        "/v1/messages",
+        who=None,
+        params={"key": TOKENS["auth"]},
+        json={"to": ["995511194242"], "text": "hi"},
+    )
     problem(answer, 401)
-    answer = await call(stack, "POST", "/v1/messages", who=None, headers={"key": TOKENS["auth"]},
-                        json={"to": ["995511194242"], "text": "hi"})
+    answer = await call(
+        stack,
+        "POST",
+        "/v1/messages",
+        who=None,
+        headers={"key": TOKENS["auth"]},
+        json={"to": ["995511194242"], "text": "hi"},
+    )
     problem(answer, 401)
     assert await message_keys(redis) == []
 
 
 async def test_scheme_is_case_insensitive(stack: Stack) -> None:
-    answer = await call(stack, "POST", "/v1/messages", who=None,
-                        headers={"Authorization": f"bearer {TOKENS['shop']}"},
-                        json={"to": ["995511194242"], "text": "hi"})
+    answer = await call(
+        stack,
+        "POST",
+        "/v1/messages",
+        who=None,
+        headers={"Authorization": f"bearer {TOKENS['shop']}"},
+        json={"to": ["995511194242"], "text": "hi"},
+    )
     assert answer.status == 202, answer.text
     assert answer.json()["brand_id"] == 2
 
@@ -54,8 +74,9 @@ async def test_scheme_is_case_insensitive(stack: Stack) -> None:
 async def test_each_token_is_its_own_client(stack: Stack) -> None:
     brands = {}
     for who in ("auth", "shop", "ops"):
-        answer = await call(stack, "POST", "/v1/messages", who=who,
-                            json={"to": ["995511194242"], "text": "hi"})
+        answer = await call(
+            stack, "POST", "/v1/messages", who=who, json={"to": ["995511194242"], "text": "hi"}
+        )
         assert answer.status == 202
         brands[who] = answer.json()["brand_id"]
     assert brands == {"auth": 1, "shop": 2, "ops": 1}

@@ -20,8 +20,16 @@ from tests.gateway.conftest import Answer, call, list_length
 from tests.harness import CALLBACK_KEY, Stack, eventually
 
 A, B = "995511194242", "995511194243"
-EVENT_FIELDS = {"message_id", "client", "reference", "number", "status", "provider_sms_id",
-                "provider_status_id", "occurred_at"}
+EVENT_FIELDS = {
+    "message_id",
+    "client",
+    "reference",
+    "number",
+    "status",
+    "provider_sms_id",
+    "provider_status_id",
+    "occurred_at",
+}
 
 
 @pytest.fixture
@@ -64,8 +72,10 @@ def ok(answer: Answer) -> None:
 
 # --- key and parameters ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
-    "key", [None, "", "wrong-key", CALLBACK_KEY + "x", CALLBACK_KEY[:-1], CALLBACK_KEY.upper()])
+    "key", [None, "", "wrong-key", CALLBACK_KEY + "x", CALLBACK_KEY[:-1], CALLBACK_KEY.upper()]
+)
 async def test_wrong_or_missing_key_is_403(stack: Stack, redis: Redis, key: str | None) -> None:
     answer = await callback(stack, key=key, **params("100000", A, 1))
     assert answer.status == 403
@@ -94,8 +104,9 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize(("change", "name"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
-async def test_malformed_parameter_is_400(stack: Stack, redis: Redis, change: dict[str, str | None],
-                                          name: str) -> None:
+async def test_malformed_parameter_is_400(
+    stack: Stack, redis: Redis, change: dict[str, str | None], name: str
+) -> None:
     query = {**params("100000", A, 1), **change}
     answer = await callback(stack, **{k: v for k, v in query.items() if v is not None})
     assert answer.status == 400
@@ -118,6 +129,7 @@ async def test_key_is_checked_before_parameters(stack: Stack) -> None:
 
 
 # --- the state machine ----------------------------------------------------------------------------
+
 
 async def test_callbacks_move_recipients_forward(quiet: Stack) -> None:
     message_id, sms_id = await submitted(quiet, [A, B])
@@ -190,8 +202,10 @@ async def test_orphan_settled_through_the_settle_script(stack: Stack, scripts: S
     args: list[str | int] = [0, 1_700_000_000_000, "2023-11-14T22:13:20.000Z", "0-0"]
     claimed = await scripts.claim(keys=[keys.message(created["id"])], args=[*args, "test-owner", 60])
     assert claimed[0] == "send"
-    await scripts.settle(keys=[keys.message(created["id"])],
-                         args=[0, "acked", *args[1:], "777", "", keys.SMS_ID_TTL, keys.UNSETTLED_TTL])
+    await scripts.settle(
+        keys=[keys.message(created["id"])],
+        args=[0, "acked", *args[1:], "777", "", keys.SMS_ID_TTL, keys.UNSETTLED_TTL],
+    )
     message = await stack.get(created["id"])
     assert message["recipients"][0]["status"] == "failed"
     assert message["recipients"][0]["provider_sms_id"] == "777"
@@ -199,11 +213,13 @@ async def test_orphan_settled_through_the_settle_script(stack: Stack, scripts: S
 
 # --- events ---------------------------------------------------------------------------------------
 
+
 async def test_each_change_is_published_and_streamed(quiet: Stack, redis: Redis) -> None:
     message_id, sms_id = await submitted(quiet, [A], reference="order-9")
     pubsub = redis.pubsub()
-    await pubsub.subscribe(keys.EVENTS_CHANNEL, keys.client_channel("auth-service"),
-                           keys.client_channel("shop"))
+    await pubsub.subscribe(
+        keys.EVENTS_CHANNEL, keys.client_channel("auth-service"), keys.client_channel("shop")
+    )
     try:
         ok(await callback(quiet, **params(sms_id, A, 1, date="2030-01-01 16:00:00")))
         ok(await callback(quiet, **params(sms_id, A, 1, date="2030-01-01 16:00:05")))  # duplicate: no event
@@ -220,8 +236,13 @@ async def test_each_change_is_published_and_streamed(quiet: Stack, redis: Redis)
     assert seen[1][1] == event
     assert set(event) == EVENT_FIELDS
     assert event == {
-        "message_id": message_id, "client": "auth-service", "reference": "order-9", "number": A,
-        "status": "delivered", "provider_sms_id": sms_id, "provider_status_id": 1,
+        "message_id": message_id,
+        "client": "auth-service",
+        "reference": "order-9",
+        "number": A,
+        "status": "delivered",
+        "provider_sms_id": sms_id,
+        "provider_status_id": 1,
         # uBill's date is Asia/Tbilisi (UTC+4).
         "occurred_at": "2030-01-01T12:00:00.000Z",
     }
@@ -231,6 +252,7 @@ async def test_each_change_is_published_and_streamed(quiet: Stack, redis: Redis)
 
 
 # --- IP allowlist ---------------------------------------------------------------------------------
+
 
 async def test_peer_outside_the_allowlist_is_403(redis_url: str, redis: Redis) -> None:
     env = {"SMSGW_CALLBACK_ALLOWED_IPS": "10.0.0.0/8, 192.168.1.7"}

@@ -59,10 +59,15 @@ class Events:
 
 
 @asynccontextmanager
-async def events(stack: Stack, who: str = "auth", headers: Mapping[str, str] | None = None,
-                 params: Mapping[str, str] | None = None) -> AsyncIterator[Events]:
-    async with stack.http.get(f"{stack.url}/v1/events", headers={**stack.auth(who), **(headers or {})},
-                              params=params) as response:
+async def events(
+    stack: Stack,
+    who: str = "auth",
+    headers: Mapping[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
+) -> AsyncIterator[Events]:
+    async with stack.http.get(
+        f"{stack.url}/v1/events", headers={**stack.auth(who), **(headers or {})}, params=params
+    ) as response:
         assert response.status == 200, await response.text()
         assert response.content_type == "text/event-stream"
         assert response.headers["Cache-Control"] == "no-cache"

@@ -22,8 +22,10 @@ KEY = TOKENS["auth"]
 
 async def ubill(stack: Stack, method: str, path: str, **kwargs: Any) -> Answer:
     """A plain request with no gateway-specific header: what a uBill SDK sends to its base URL + path."""
-    async with aiohttp.ClientSession() as session, session.request(method, stack.url + "/v1" + path,
-                                                                    **kwargs) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, stack.url + "/v1" + path, **kwargs) as response,
+    ):
         answer = Answer(response.status, response.headers, response.content_type, await response.text())
     assert_no_secrets(answer)
     assert answer.content_type == "application/json", answer.content_type
@@ -60,9 +62,14 @@ def refused(answer: Answer, status_id: int, http_status: int = 200) -> None:
 
 # --- send -----------------------------------------------------------------------------------------
 
+
 async def test_get_send_with_key_in_query(stack: Stack, redis: Redis) -> None:
-    answer = await ubill(stack, "GET", "/sms/send", params={
-        "key": KEY, "brandID": "2", "numbers": f"{A},{B},+{A}", "text": "Hello from uBill client"})
+    answer = await ubill(
+        stack,
+        "GET",
+        "/sms/send",
+        params={"key": KEY, "brandID": "2", "numbers": f"{A},{B},+{A}", "text": "Hello from uBill client"},
+    )
     fields = await message_of(redis, accepted(answer))
     assert fields["c"] == "auth-service"
     assert fields["p"] == "transactional"
@@ -74,8 +81,12 @@ async def test_get_send_with_key_in_query(stack: Stack, redis: Redis) -> None:
 
 
 async def test_post_form_with_key_field(stack: Stack, redis: Redis) -> None:
-    answer = await ubill(stack, "POST", "/sms/send", data={
-        "key": KEY, "brandID": "1", "numbers": A, "text": "form", "stopList": "false"})
+    answer = await ubill(
+        stack,
+        "POST",
+        "/sms/send",
+        data={"key": KEY, "brandID": "1", "numbers": A, "text": "form", "stopList": "false"},
+    )
     fields = await message_of(redis, accepted(answer))
     assert fields["t"] == "form"
     assert fields["sl"] == "0"
@@ -83,24 +94,38 @@ async def test_post_form_with_key_field(stack: Stack, redis: Redis) -> None:
 
 
 async def test_post_json_with_key_header_and_a_list_of_numbers(stack: Stack, redis: Redis) -> None:
-    answer = await ubill(stack, "POST", "/sms/send", headers={"key": KEY},
-                         json={"brandID": 1, "numbers": [int(A), B], "text": "json", "stopList": True})
+    answer = await ubill(
+        stack,
+        "POST",
+        "/sms/send",
+        headers={"key": KEY},
+        json={"brandID": 1, "numbers": [int(A), B], "text": "json", "stopList": True},
+    )
     fields = await message_of(redis, accepted(answer))
     assert fields["n:0"] == f"{A},{B}"
     assert fields["sl"] == "1"
 
 
 async def test_sms_ids_are_distinct_integers(stack: Stack) -> None:
-    ids = [accepted(await ubill(stack, "GET", "/sms/send",
-                                params={"key": KEY, "brandID": "1", "numbers": A, "text": f"n{i}"}))
-           for i in range(3)]
+    ids = [
+        accepted(
+            await ubill(
+                stack, "GET", "/sms/send", params={"key": KEY, "brandID": "1", "numbers": A, "text": f"n{i}"}
+            )
+        )
+        for i in range(3)
+    ]
     assert len(set(ids)) == 3
     assert ids == sorted(ids)
 
 
 async def test_otp_goes_to_the_otp_lane(stack: Stack, redis: Redis) -> None:
-    answer = await ubill(stack, "GET", "/sms/send", params={
-        "key": KEY, "brandID": "1", "numbers": A, "text": "code 1234", "otp": "true"})
+    answer = await ubill(
+        stack,
+        "GET",
+        "/sms/send",
+        params={"key": KEY, "brandID": "1", "numbers": A, "text": "code 1234", "otp": "true"},
+    )
     fields = await message_of(redis, accepted(answer))
     assert fields["p"] == "otp"
     assert await redis.zrange(keys.lane_queue("otp"), 0, -1) == [f"{fields['id']}:0"]
@@ -108,13 +133,26 @@ async def test_otp_goes_to_the_otp_lane(stack: Stack, redis: Redis) -> None:
 
 
 async def test_send_time_schedules(stack: Stack, redis: Redis) -> None:
-    answer = await ubill(stack, "GET", "/sms/send", params={
-        "key": KEY, "brandID": "1", "numbers": A, "text": "later", "sendTime": "2099-01-01 10:00"})
+    answer = await ubill(
+        stack,
+        "GET",
+        "/sms/send",
+        params={"key": KEY, "brandID": "1", "numbers": A, "text": "later", "sendTime": "2099-01-01 10:00"},
+    )
     refused(answer, 99)  # more than 30 days ahead
     moment = (datetime.now(UTC) + timedelta(hours=2)).replace(second=0, microsecond=0)
-    answer = await ubill(stack, "GET", "/sms/send", params={
-        "key": KEY, "brandID": "1", "numbers": A, "text": "later",
-        "sendTime": format_local(moment, SEND_TIME_FORMAT)})
+    answer = await ubill(
+        stack,
+        "GET",
+        "/sms/send",
+        params={
+            "key": KEY,
+            "brandID": "1",
+            "numbers": A,
+            "text": "later",
+            "sendTime": format_local(moment, SEND_TIME_FORMAT),
+        },
+    )
     fields = await message_of(redis, accepted(answer))
     assert int(fields["sa"]) == int(moment.timestamp() * 1000)
     assert fields[f"r:{A}"].startswith("scheduled|")
@@ -133,8 +171,9 @@ REFUSALS = [
 
 
 @pytest.mark.parametrize(("change", "status_id"), [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS])
-async def test_bad_input_gets_ubills_status_ids(stack: Stack, redis: Redis, change: dict[str, str | None],
-                                                status_id: int) -> None:
+async def test_bad_input_gets_ubills_status_ids(
+    stack: Stack, redis: Redis, change: dict[str, str | None], status_id: int
+) -> None:
     query = {"key": KEY, "brandID": "1", "numbers": A, "text": "hello", **change}
     answer = await ubill(stack, "GET", "/sms/send", params={k: v for k, v in query.items() if v is not None})
     refused(answer, status_id)
@@ -142,16 +181,31 @@ async def test_bad_input_gets_ubills_status_ids(stack: Stack, redis: Redis, chan
 
 
 async def test_json_error_is_90(stack: Stack) -> None:
-    answer = await ubill(stack, "POST", "/sms/send", headers={"key": KEY, "Content-Type": "application/json"},
-                         data=b'{"brandID": 1, "numbers": ')
+    answer = await ubill(
+        stack,
+        "POST",
+        "/sms/send",
+        headers={"key": KEY, "Content-Type": "application/json"},
+        data=b'{"brandID": 1, "numbers": ',
+    )
     refused(answer, 90)
     answer = await ubill(stack, "POST", "/sms/send", headers={"key": KEY}, json=[A])
     refused(answer, 90)
-    answer = await ubill(stack, "POST", "/sms/send", headers={"key": KEY, "Content-Type": "application/json"},
-                         data=b"[" * 100_000)
+    answer = await ubill(
+        stack,
+        "POST",
+        "/sms/send",
+        headers={"key": KEY, "Content-Type": "application/json"},
+        data=b"[" * 100_000,
+    )
     refused(answer, 90)
-    answer = await ubill(stack, "POST", "/sms/send", headers={"key": KEY, "Content-Type": "application/json"},
-                         data=b'{"brandID": 1, "numbers": "995511194242", "text": "hi \\ud83d"}')
+    answer = await ubill(
+        stack,
+        "POST",
+        "/sms/send",
+        headers={"key": KEY, "Content-Type": "application/json"},
+        data=b'{"brandID": 1, "numbers": "995511194242", "text": "hi \\ud83d"}',
+    )
     refused(answer, 90)
 
 
@@ -171,8 +225,12 @@ async def test_bad_key_is_401(stack: Stack, redis: Redis, where: str) -> None:
 
 
 async def test_otp_needs_permission(stack: Stack) -> None:
-    answer = await ubill(stack, "GET", "/sms/send", params={
-        "key": TOKENS["shop"], "brandID": "2", "numbers": A, "text": "code", "otp": "true"})
+    answer = await ubill(
+        stack,
+        "GET",
+        "/sms/send",
+        params={"key": TOKENS["shop"], "brandID": "2", "numbers": A, "text": "code", "otp": "true"},
+    )
     refused(answer, 99)
 
 
@@ -186,6 +244,7 @@ async def test_facade_is_rate_limited_per_client(stack: Stack) -> None:
 
 # --- report and balance ---------------------------------------------------------------------------
 
+
 async def report_when_final(stack: Stack, sms_id: int) -> dict[str, Any]:
     report: dict[str, Any] = {}
 
@@ -198,28 +257,38 @@ async def report_when_final(stack: Stack, sms_id: int) -> dict[str, Any]:
 
 
 async def test_report_after_delivery_has_ubill_codes(live: Stack) -> None:
-    sms_id = accepted(await ubill(live, "GET", "/sms/send",
-                                  params={"key": KEY, "brandID": "1", "numbers": f"{A},{B}", "text": "x"}))
+    sms_id = accepted(
+        await ubill(
+            live, "GET", "/sms/send", params={"key": KEY, "brandID": "1", "numbers": f"{A},{B}", "text": "x"}
+        )
+    )
     assert await report_when_final(live, sms_id) == {
-        "statusID": 0, "result": [{"number": A, "statusID": "1"}, {"number": B, "statusID": "1"}]}
+        "statusID": 0,
+        "result": [{"number": A, "statusID": "1"}, {"number": B, "statusID": "1"}],
+    }
     await live.sandbox_patch({"outcomes": {"failed": 1}})
-    failed = accepted(await ubill(live, "GET", "/sms/send",
-                                  params={"key": KEY, "brandID": "1", "numbers": B, "text": "x"}))
+    failed = accepted(
+        await ubill(live, "GET", "/sms/send", params={"key": KEY, "brandID": "1", "numbers": B, "text": "x"})
+    )
     assert await report_when_final(live, failed) == {
-        "statusID": 0, "result": [{"number": B, "statusID": "2"}]}
+        "statusID": 0,
+        "result": [{"number": B, "statusID": "2"}],
+    }
 
 
 async def test_report_before_sending_is_pending(stack: Stack) -> None:
-    sms_id = accepted(await ubill(stack, "GET", "/sms/send",
-                                  params={"key": KEY, "brandID": "1", "numbers": A, "text": "x"}))
+    sms_id = accepted(
+        await ubill(stack, "GET", "/sms/send", params={"key": KEY, "brandID": "1", "numbers": A, "text": "x"})
+    )
     answer = await ubill(stack, "GET", f"/sms/report/{sms_id}", headers={"key": KEY})
     assert answer.status == 200
     assert answer.json() == {"statusID": 0, "result": [{"number": A, "statusID": "3"}]}
 
 
 async def test_report_of_unknown_or_foreign_sms_id(stack: Stack) -> None:
-    sms_id = accepted(await ubill(stack, "GET", "/sms/send",
-                                  params={"key": KEY, "brandID": "1", "numbers": A, "text": "x"}))
+    sms_id = accepted(
+        await ubill(stack, "GET", "/sms/send", params={"key": KEY, "brandID": "1", "numbers": A, "text": "x"})
+    )
     cases = ((f"/sms/report/{sms_id}", TOKENS["shop"]), ("/sms/report/99999", KEY), ("/sms/report/abc", KEY))
     for path, key in cases:
         answer = await ubill(stack, "GET", path, params={"key": key})
@@ -239,6 +308,7 @@ async def test_balance_from_the_last_reading(stack: Stack, redis: Redis) -> None
 
 async def test_balance_read_by_the_worker(redis_url: str, redis: Redis) -> None:
     async with Stack(redis_url, env={"SMSGW_BALANCE_INTERVAL": "0.1"}) as stack:
+
         async def read() -> bool:
             return bool(await redis.exists(keys.BALANCE))
 
@@ -248,8 +318,14 @@ async def test_balance_read_by_the_worker(redis_url: str, redis: Redis) -> None:
 
 
 async def test_facade_send_is_delivered_like_any_message(live: Stack, redis: Redis) -> None:
-    sms_id = accepted(await ubill(live, "POST", "/sms/send", data={
-        "key": KEY, "brandID": "1", "numbers": f"{A},{B}", "text": "via facade", "otp": "true"}))
+    sms_id = accepted(
+        await ubill(
+            live,
+            "POST",
+            "/sms/send",
+            data={"key": KEY, "brandID": "1", "numbers": f"{A},{B}", "text": "via facade", "otp": "true"},
+        )
+    )
     fields = await message_of(redis, sms_id)
     done = await live.wait_status(fields["id"], "delivered")
     assert done["priority"] == "otp"

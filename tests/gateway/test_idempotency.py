@@ -14,18 +14,30 @@ from smsgw.lua import Scripts
 from tests.gateway.conftest import call, fields_of, message_keys, numbers, problem
 from tests.harness import Stack
 
-BODY = {"to": ["995511194242", "995511194243"], "text": "Your code is 1234", "reference": "order-7",
-        "priority": "transactional"}
+BODY = {
+    "to": ["995511194242", "995511194243"],
+    "text": "Your code is 1234",
+    "reference": "order-7",
+    "priority": "transactional",
+}
 # The same JSON value, other key order and whitespace.
-SAME = b'{ "reference" : "order-7",\n  "priority":"transactional", "text": "Your code is 1234",' \
-       b'\t"to": [ "995511194242","995511194243" ] }'
+SAME = (
+    b'{ "reference" : "order-7",\n  "priority":"transactional", "text": "Your code is 1234",'
+    b'\t"to": [ "995511194242","995511194243" ] }'
+)
 
 
 async def post(stack: Stack, key: str, *, who: str = "auth", body: object = BODY, raw: bytes | None = None):
     headers = {"Idempotency-Key": key}
     if raw is not None:
-        return await call(stack, "POST", "/v1/messages", who=who, data=raw,
-                          headers={**headers, "Content-Type": "application/json"})
+        return await call(
+            stack,
+            "POST",
+            "/v1/messages",
+            who=who,
+            data=raw,
+            headers={**headers, "Content-Type": "application/json"},
+        )
     return await call(stack, "POST", "/v1/messages", who=who, json=body, headers=headers)
 
 
@@ -49,8 +61,11 @@ async def test_same_key_same_body_replays_and_sends_once(live: Stack, redis: Red
 async def test_same_key_different_body_is_422(stack: Stack, redis: Redis) -> None:
     first = await post(stack, "k-1")
     assert first.status == 202
-    for changed in ({**BODY, "text": "Your code is 9999"}, {**BODY, "to": list(reversed(BODY["to"]))},
-                    {**BODY, "reference": None}):
+    for changed in (
+        {**BODY, "text": "Your code is 9999"},
+        {**BODY, "to": list(reversed(BODY["to"]))},
+        {**BODY, "reference": None},
+    ):
         answer = await post(stack, "k-1", body=changed)
         errors = fields_of(problem(answer, 422, "validation"))
         assert "Idempotency-Key" in errors
@@ -62,7 +77,8 @@ async def test_concurrent_duplicate_in_flight_is_409(stack: Stack, redis: Redis)
     # Reserve the key exactly as the gateway does when a request with it starts (and is still running).
     record_key = keys.idempotency("auth-service", hashlib.sha256(b"k-busy").hexdigest())
     state = await Scripts.load(redis).idempotency(
-        keys=[record_key], args=["begin", body_hash(BODY), keys.IDEMPOTENCY_PENDING_TTL])
+        keys=[record_key], args=["begin", body_hash(BODY), keys.IDEMPOTENCY_PENDING_TTL]
+    )
     assert state == ["new"]
     answer = await post(stack, "k-busy")
     body = problem(answer, 409, "conflict")

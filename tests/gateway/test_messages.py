@@ -29,8 +29,20 @@ from tests.gateway.conftest import (
 )
 from tests.harness import CALLBACK_KEY, CLIENTS, TOKENS, Stack
 
-RESOURCE_FIELDS = {"id", "status", "priority", "brand_id", "reference", "segments", "encoding", "created_at",
-                   "send_at", "expires_at", "recipients", "counts"}
+RESOURCE_FIELDS = {
+    "id",
+    "status",
+    "priority",
+    "brand_id",
+    "reference",
+    "segments",
+    "encoding",
+    "created_at",
+    "send_at",
+    "expires_at",
+    "recipients",
+    "counts",
+}
 RECIPIENT_FIELDS = {"number", "status", "provider_sms_id", "updated_at", "error"}
 ONE = "995511194242"
 
@@ -41,10 +53,18 @@ def iso_in(delta: timedelta) -> str:
 
 # --- 400, 401, 403, 413, 415 ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("raw", [
-    b'{"to": ["995511194242"], "text": ', b"not json", b"\xff\xfe{}", b"",
-    b"[" * 100_000, b'{"to": ' + b"[" * 5_000 + b"]" * 5_000 + b', "text": "x"}',
-])
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"to": ["995511194242"], "text": ',
+        b"not json",
+        b"\xff\xfe{}",
+        b"",
+        b"[" * 100_000,
+        b'{"to": ' + b"[" * 5_000 + b"]" * 5_000 + b', "text": "x"}',
+    ],
+)
 @pytest.mark.parametrize("key", [None, "k-malformed"])
 async def test_malformed_json_is_400(stack: Stack, raw: bytes, key: str | None) -> None:
     headers = {"Content-Type": "application/json", **({"Idempotency-Key": key} if key else {})}
@@ -53,14 +73,18 @@ async def test_malformed_json_is_400(stack: Stack, raw: bytes, key: str | None) 
     assert "JSON" in body["detail"]
 
 
-@pytest.mark.parametrize("raw", [
-    b'{"to": ["995511194242"], "text": "hi \\ud83d"}',
-    b'{"to": ["995511194242"], "text": "hi", "reference": "\\udc00x"}',
-    b'{"to": ["995511194242"], "text": "hi", "\\ud800": 1}',
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"to": ["995511194242"], "text": "hi \\ud83d"}',
+        b'{"to": ["995511194242"], "text": "hi", "reference": "\\udc00x"}',
+        b'{"to": ["995511194242"], "text": "hi", "\\ud800": 1}',
+    ],
+)
 @pytest.mark.parametrize("key", [None, "k-surrogate"])
-async def test_unpaired_surrogate_is_400_not_500(stack: Stack, redis: Redis, raw: bytes,
-                                                  key: str | None) -> None:
+async def test_unpaired_surrogate_is_400_not_500(
+    stack: Stack, redis: Redis, raw: bytes, key: str | None
+) -> None:
     headers = {"Content-Type": "application/json", **({"Idempotency-Key": key} if key else {})}
     answer = await call(stack, "POST", "/v1/messages", data=raw, headers=headers)
     body = problem(answer, 400, "bad-request")
@@ -76,28 +100,39 @@ async def test_paired_surrogates_are_fine(stack: Stack) -> None:
     assert answer.json()["reference"] == "\\ud83d"
 
 
-@pytest.mark.parametrize("authorization", [
-    None, "Bearer tok-nobody-0000000000000000", "Bearer ", "Basic dXNlcjpwYXNz", "tok-auth-4f1c0d2b9e8a7765"])
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "Bearer tok-nobody-0000000000000000",
+        "Bearer ",
+        "Basic dXNlcjpwYXNz",
+        "tok-auth-4f1c0d2b9e8a7765",
+    ],
+)
 async def test_missing_or_unknown_token_is_401(stack: Stack, redis: Redis, authorization: str | None) -> None:
     headers = {"Authorization": authorization} if authorization is not None else {}
-    answer = await call(stack, "POST", "/v1/messages", who=None, headers=headers,
-                        json={"to": [ONE], "text": "hello"})
+    answer = await call(
+        stack, "POST", "/v1/messages", who=None, headers=headers, json={"to": [ONE], "text": "hello"}
+    )
     problem(answer, 401, "unauthorized")
     assert answer.headers["WWW-Authenticate"].startswith("Bearer")
     assert await message_keys(redis) == []
 
 
 async def test_brand_not_allowed_is_403(stack: Stack, redis: Redis) -> None:
-    answer = await call(stack, "POST", "/v1/messages", who="shop",
-                        json={"to": [ONE], "text": "hi", "brand_id": 1})
+    answer = await call(
+        stack, "POST", "/v1/messages", who="shop", json={"to": [ONE], "text": "hi", "brand_id": 1}
+    )
     body = problem(answer, 403, "forbidden")
     assert "brand 1" in body["detail"]
     assert await message_keys(redis) == []
 
 
 async def test_otp_not_allowed_is_403(stack: Stack, redis: Redis) -> None:
-    answer = await call(stack, "POST", "/v1/messages", who="shop",
-                        json={"to": [ONE], "text": "code 1234", "priority": "otp"})
+    answer = await call(
+        stack, "POST", "/v1/messages", who="shop", json={"to": [ONE], "text": "code 1234", "priority": "otp"}
+    )
     body = problem(answer, 403, "forbidden")
     assert "otp" in body["detail"]
     assert await message_keys(redis) == []
@@ -106,8 +141,13 @@ async def test_otp_not_allowed_is_403(stack: Stack, redis: Redis) -> None:
 async def test_body_over_1_mib_is_413(stack: Stack, redis: Redis) -> None:
     raw = json.dumps({"to": [ONE], "text": "x", "reference": "r" * (1024 * 1024)}).encode()
     assert len(raw) > 1024 * 1024
-    answer = await call(stack, "POST", "/v1/messages", data=io.BytesIO(raw),
-                        headers={"Content-Type": "application/json", "Content-Length": str(len(raw))})
+    answer = await call(
+        stack,
+        "POST",
+        "/v1/messages",
+        data=io.BytesIO(raw),
+        headers={"Content-Type": "application/json", "Content-Length": str(len(raw))},
+    )
     problem(answer, 413, "payload-too-large")
     assert await message_keys(redis) == []
 
@@ -119,8 +159,9 @@ async def test_chunked_body_over_1_mib_is_413(stack: Stack, redis: Redis) -> Non
             yield b"r" * 65536
         yield b'"}'
 
-    answer = await call(stack, "POST", "/v1/messages", data=chunks(),
-                        headers={"Content-Type": "application/json"})
+    answer = await call(
+        stack, "POST", "/v1/messages", data=chunks(), headers={"Content-Type": "application/json"}
+    )
     problem(answer, 413, "payload-too-large")
     assert await message_keys(redis) == []
 
@@ -173,10 +214,12 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("change", "field", "says"), [case[1:] for case in INVALID],
-                         ids=[c[0] for c in INVALID])
-async def test_each_validation_rule_is_422(stack: Stack, redis: Redis, change: dict[str, Any], field: str,
-                                           says: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "field", "says"), [case[1:] for case in INVALID], ids=[c[0] for c in INVALID]
+)
+async def test_each_validation_rule_is_422(
+    stack: Stack, redis: Redis, change: dict[str, Any], field: str, says: str
+) -> None:
     body = {"to": [ONE], "text": "hello"}
     body.update(change)
     body = {k: v for k, v in body.items() if v is not None}
@@ -188,8 +231,12 @@ async def test_each_validation_rule_is_422(stack: Stack, redis: Redis, change: d
 
 
 async def test_every_validation_error_is_reported_at_once(stack: Stack) -> None:
-    answer = await call(stack, "POST", "/v1/messages",
-                        json={"to": ["1", ONE, "2"], "text": " ", "validity": 0, "priority": "bulk", "x": 1})
+    answer = await call(
+        stack,
+        "POST",
+        "/v1/messages",
+        json={"to": ["1", ONE, "2"], "text": " ", "validity": 0, "priority": "bulk", "x": 1},
+    )
     body = problem(answer, 422)
     assert set(fields_of(body)) == {"to[0]", "to[2]", "text", "validity", "x"}
     assert "more" in body["detail"]
@@ -206,14 +253,21 @@ async def test_brand_missing_without_default_brand_is_422(redis_url: str, redis:
     clients = [*CLIENTS, {"name": "nodefault", "token_sha256": token_sha256(token), "brands": [1, 2]}]
     async with Stack(redis_url, env={"SMSGW_CLIENTS": json.dumps(clients)}, worker=False) as stack:
         headers = {"Authorization": f"Bearer {token}"}
-        answer = await call(stack, "POST", "/v1/messages", who=None, headers=headers,
-                            json={"to": [ONE], "text": "hello"})
+        answer = await call(
+            stack, "POST", "/v1/messages", who=None, headers=headers, json={"to": [ONE], "text": "hello"}
+        )
         errors = fields_of(problem(answer, 422))
         assert "brand_id" in errors
         assert "default brand" in errors["brand_id"]
         assert await message_keys(redis) == []
-        accepted = await call(stack, "POST", "/v1/messages", who=None, headers=headers,
-                              json={"to": [ONE], "text": "hello", "brand_id": 2})
+        accepted = await call(
+            stack,
+            "POST",
+            "/v1/messages",
+            who=None,
+            headers=headers,
+            json={"to": [ONE], "text": "hello", "brand_id": 2},
+        )
         assert accepted.status == 202
         assert accepted.json()["brand_id"] == 2
 
@@ -221,13 +275,15 @@ async def test_brand_missing_without_default_brand_is_422(redis_url: str, redis:
 async def test_otp_limit_counts_after_normalising_and_deduplicating(stack: Stack) -> None:
     ten = numbers(10)
     to = [*ten, "+" + ten[0], "00" + ten[1], f"{ten[2][:3]} ({ten[2][3:6]}) {ten[2][6:9]}-{ten[2][9:]}"]
-    answer = await call(stack, "POST", "/v1/messages",
-                        json={"to": to, "text": "code 1234", "priority": "otp"})
+    answer = await call(
+        stack, "POST", "/v1/messages", json={"to": to, "text": "code 1234", "priority": "otp"}
+    )
     assert answer.status == 202, answer.text
     assert [r["number"] for r in answer.json()["recipients"]] == ten
 
 
 # --- 429 ------------------------------------------------------------------------------------------
+
 
 async def test_client_over_its_rate_is_429_with_retry_after(stack: Stack, redis: Redis) -> None:
     statuses = []
@@ -255,6 +311,7 @@ async def test_rate_limit_applies_to_reads_too(stack: Stack) -> None:
 
 # --- 503 ------------------------------------------------------------------------------------------
 
+
 async def test_redis_down_is_503_fast_and_recovers_by_itself(own_redis: EmbeddedRedis) -> None:
     async with Stack(own_redis.url, worker=False) as stack:
         first = await call(stack, "POST", "/v1/messages", json={"to": [ONE], "text": "before"})
@@ -266,17 +323,38 @@ async def test_redis_down_is_503_fast_and_recovers_by_itself(own_redis: Embedded
         body = problem(down, 503, "unavailable")
         assert "nothing was accepted" in body["detail"]
         assert down.headers["Retry-After"].isdigit()
-        keyed = await call(stack, "POST", "/v1/messages", json={"to": [ONE], "text": "while down"},
-                           headers={"Idempotency-Key": "k-down"})
+        keyed = await call(
+            stack,
+            "POST",
+            "/v1/messages",
+            json={"to": [ONE], "text": "while down"},
+            headers={"Idempotency-Key": "k-down"},
+        )
         problem(keyed, 503)
         problem(await call(stack, "GET", f"/v1/messages/{first.json()['id']}"), 503)
         problem(await call(stack, "GET", "/readyz", who=None), 503)
         # uBill must retry a callback it could not hand over (any non-2xx), and the facade says so its way.
-        callback = await call(stack, "GET", "/callbacks/ubill", who=None, params={
-            "key": CALLBACK_KEY, "smsID": "1", "number": ONE, "statusID": "1", "date": "2030-01-01 10:00:00"})
+        callback = await call(
+            stack,
+            "GET",
+            "/callbacks/ubill",
+            who=None,
+            params={
+                "key": CALLBACK_KEY,
+                "smsID": "1",
+                "number": ONE,
+                "statusID": "1",
+                "date": "2030-01-01 10:00:00",
+            },
+        )
         assert callback.status == 503
-        facade = await call(stack, "GET", "/v1/sms/send", who=None, params={
-            "key": TOKENS["auth"], "brandID": "1", "numbers": ONE, "text": "while down"})
+        facade = await call(
+            stack,
+            "GET",
+            "/v1/sms/send",
+            who=None,
+            params={"key": TOKENS["auth"], "brandID": "1", "numbers": ONE, "text": "while down"},
+        )
         assert facade.status == 503
         assert facade.json()["statusID"] == 99
 
@@ -297,14 +375,16 @@ async def test_redis_down_is_503_fast_and_recovers_by_itself(own_redis: Embedded
         finally:
             await redis.aclose()
         # The idempotency key used during the outage was not left reserved.
-        retried = await call(stack, "POST", "/v1/messages", json={"to": [ONE], "text": "while down"},
-                             headers={"Idempotency-Key": "k-down"})
+        retried = await call(
+            stack,
+            "POST",
+            "/v1/messages",
+            json={"to": [ONE], "text": "while down"},
+            headers={"Idempotency-Key": "k-down"},
+        )
         assert retried.status == 202, retried.text
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a stalled Redis runs the buffered accept script after the gateway timed out and answered 503 "
-    "'nothing was accepted': accept.lua needs a deadline (see the report)"))
 async def test_503_after_a_stalled_redis_accepted_nothing(own_redis: EmbeddedRedis) -> None:
     async with Stack(own_redis.url, env={"SMSGW_REDIS_TIMEOUT": "0.3"}, worker=False) as stack:
         assert (await call(stack, "POST", "/v1/messages", json={"to": [ONE], "text": "warm"})).status == 202
@@ -327,12 +407,19 @@ async def test_503_after_a_stalled_redis_accepted_nothing(own_redis: EmbeddedRed
 
 # --- 202 and the resource -------------------------------------------------------------------------
 
+
 async def test_accepted_message_resource(stack: Stack) -> None:
     before = datetime.now(UTC) - timedelta(seconds=1)
-    answer = await call(stack, "POST", "/v1/messages", json={
-        "to": ["+995 511 19-42-42", "00995511194243", "(995) 511194244", "995511194242", "511 19 42 45"],
-        "text": "Your code is 1234", "reference": "order-7",
-    })
+    answer = await call(
+        stack,
+        "POST",
+        "/v1/messages",
+        json={
+            "to": ["+995 511 19-42-42", "00995511194243", "(995) 511194244", "995511194242", "511 19 42 45"],
+            "text": "Your code is 1234",
+            "reference": "order-7",
+        },
+    )
     assert answer.status == 202, answer.text
     assert answer.content_type == "application/json"
     body = answer.json()
@@ -348,7 +435,11 @@ async def test_accepted_message_resource(stack: Stack) -> None:
     assert before <= created <= datetime.now(UTC) + timedelta(seconds=1)
     assert parse_time(body["expires_at"]) - created == timedelta(seconds=86_400)
     assert [r["number"] for r in body["recipients"]] == [
-        "995511194242", "995511194243", "995511194244", "995511194245"]
+        "995511194242",
+        "995511194243",
+        "995511194244",
+        "995511194245",
+    ]
     for recipient in body["recipients"]:
         assert set(recipient) == RECIPIENT_FIELDS
         assert recipient["status"] == "queued"
@@ -368,8 +459,9 @@ async def test_a_single_number_string_is_accepted(stack: Stack) -> None:
 
 
 async def test_otp_defaults_to_300_seconds_validity(stack: Stack, redis: Redis) -> None:
-    answer = await call(stack, "POST", "/v1/messages",
-                        json={"to": [ONE], "text": "code 1234", "priority": "otp"})
+    answer = await call(
+        stack, "POST", "/v1/messages", json={"to": [ONE], "text": "code 1234", "priority": "otp"}
+    )
     body = answer.json()
     assert answer.status == 202
     assert body["priority"] == "otp"
@@ -379,9 +471,12 @@ async def test_otp_defaults_to_300_seconds_validity(stack: Stack, redis: Redis) 
 
 
 async def test_explicit_validity_and_bulk_lane(stack: Stack, redis: Redis) -> None:
-    answer = await call(stack, "POST", "/v1/messages",
-                        json={"to": [ONE], "text": "sale", "priority": "bulk", "validity": 600,
-                              "stop_list": False})
+    answer = await call(
+        stack,
+        "POST",
+        "/v1/messages",
+        json={"to": [ONE], "text": "sale", "priority": "bulk", "validity": 600, "stop_list": False},
+    )
     body = answer.json()
     assert answer.status == 202
     assert body["priority"] == "bulk"
@@ -405,17 +500,20 @@ async def test_scheduled_message(stack: Stack, redis: Redis) -> None:
     assert score == send_at.timestamp() * 1000
 
 
-@pytest.mark.parametrize(("text", "segments", "encoding"), [
-    ("x" * 160, 1, "GSM-7"),
-    ("x" * 161, 2, "GSM-7"),
-    ("€" * 80, 1, "GSM-7"),
-    ("€" * 81, 2, "GSM-7"),
-    ("x" * 1600, 11, "GSM-7"),
-    ("გამარჯობა, თქვენი კოდია 1234", 1, "UCS-2"),
-    ("გ" * 71, 2, "UCS-2"),
-    ("😀" * 35, 1, "UCS-2"),
-    ("😀" * 36, 2, "UCS-2"),
-])
+@pytest.mark.parametrize(
+    ("text", "segments", "encoding"),
+    [
+        ("x" * 160, 1, "GSM-7"),
+        ("x" * 161, 2, "GSM-7"),
+        ("€" * 80, 1, "GSM-7"),
+        ("€" * 81, 2, "GSM-7"),
+        ("x" * 1600, 11, "GSM-7"),
+        ("გამარჯობა, თქვენი კოდია 1234", 1, "UCS-2"),
+        ("გ" * 71, 2, "UCS-2"),
+        ("😀" * 35, 1, "UCS-2"),
+        ("😀" * 36, 2, "UCS-2"),
+    ],
+)
 async def test_segments_and_encoding(stack: Stack, text: str, segments: int, encoding: str) -> None:
     answer = await call(stack, "POST", "/v1/messages", json={"to": [ONE], "text": text})
     assert answer.status == 202, answer.text
@@ -459,6 +557,7 @@ async def test_ten_thousand_numbers_are_accepted(stack: Stack, redis: Redis) -> 
 
 # --- GET ------------------------------------------------------------------------------------------
 
+
 async def test_get_unknown_is_404(stack: Stack) -> None:
     answer = await call(stack, "GET", "/v1/messages/msg_0000000000000000000000000000")
     body = problem(answer, 404, "not-found")
@@ -478,6 +577,7 @@ async def test_get_another_clients_message_is_404(stack: Stack) -> None:
 
 # --- DELETE ---------------------------------------------------------------------------------------
 
+
 async def test_cancel_queued_then_nothing_left_is_409(stack: Stack, redis: Redis) -> None:
     sent = await call(stack, "POST", "/v1/messages", json={"to": [ONE, "995511194243"], "text": "x"})
     created = sent.json()
@@ -496,8 +596,14 @@ async def test_cancel_queued_then_nothing_left_is_409(stack: Stack, redis: Redis
 
 
 async def test_cancel_scheduled(stack: Stack) -> None:
-    created = (await call(stack, "POST", "/v1/messages", json={
-        "to": [ONE], "text": "later", "send_at": iso_in(timedelta(days=2))})).json()
+    created = (
+        await call(
+            stack,
+            "POST",
+            "/v1/messages",
+            json={"to": [ONE], "text": "later", "send_at": iso_in(timedelta(days=2))},
+        )
+    ).json()
     assert created["status"] == "scheduled"
     answer = await call(stack, "DELETE", f"/v1/messages/{created['id']}")
     assert answer.status == 200

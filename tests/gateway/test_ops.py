@@ -61,10 +61,16 @@ async def test_metrics_are_prometheus_text(stack: Stack) -> None:
     assert "version=0.0.4" in answer.headers["Content-Type"]
     text = answer.text
     assert "# TYPE smsgw_http_requests_total counter" in text
-    line = re.compile(r'^smsgw_http_requests_total\{(?P<labels>.*)\} (?P<value>[0-9.e+]+)$', re.M)
+    line = re.compile(r"^smsgw_http_requests_total\{(?P<labels>.*)\} (?P<value>[0-9.e+]+)$", re.M)
     samples = {m["labels"]: float(m["value"]) for m in line.finditer(text)}
-    assert any('route="/v1/messages"' in k and 'status="202"' in k and 'client="auth-service"' in k
-               and 'method="POST"' in k and v == 1.0 for k, v in samples.items()), samples
+    assert any(
+        'route="/v1/messages"' in k
+        and 'status="202"' in k
+        and 'client="auth-service"' in k
+        and 'method="POST"' in k
+        and v == 1.0
+        for k, v in samples.items()
+    ), samples
     assert any('route="/v1/messages/{id}"' in k and 'status="404"' in k for k in samples), samples
     assert "smsgw_recipients_accepted_total" in text
     assert "smsgw_http_request_duration_seconds_bucket" in text

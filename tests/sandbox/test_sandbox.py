@@ -265,8 +265,10 @@ async def test_report_shows_pending_then_the_latest_status(make_sandbox: MakeSan
     client = await make_sandbox(callback_delay="0.3", outcomes="failed=1")
     sms_id = (await send(client, numbers=f"{NUMBER},{OTHER}"))[1]["smsID"]
     report = await get_json(client, f"/v1/sms/report/{sms_id}?key={KEY}")
-    assert report == {"statusID": 0, "result": [{"number": NUMBER, "statusID": "3"},
-                                                {"number": OTHER, "statusID": "3"}]}
+    assert report == {
+        "statusID": 0,
+        "result": [{"number": NUMBER, "statusID": "3"}, {"number": OTHER, "statusID": "3"}],
+    }
 
     async def statuses() -> list[str]:
         report = await get_json(client, f"/v1/sms/report/{sms_id}?key={KEY}")
@@ -406,8 +408,9 @@ async def test_unreachable_callback_url_is_retried_and_logged(make_sandbox: Make
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    client = await make_sandbox(callback_url=f"http://127.0.0.1:{port}/cb", callback_retry_delay="0.02",
-                                sent_first="false")
+    client = await make_sandbox(
+        callback_url=f"http://127.0.0.1:{port}/cb", callback_retry_delay="0.02", sent_first="false"
+    )
     await send(client)
 
     async def attempts() -> list[dict[str, Any]]:
@@ -486,8 +489,11 @@ async def test_no_callback_url_means_no_callbacks_but_reports_advance(make_sandb
 async def test_stall_holds_the_call_until_the_client_gives_up(make_sandbox: MakeSandbox) -> None:
     client = await make_sandbox(stall_rate="1")
     with pytest.raises(asyncio.TimeoutError):
-        await client.get("/v1/sms/send", params={"key": KEY, "brandID": "1", "numbers": NUMBER, "text": "x"},
-                         timeout=aiohttp.ClientTimeout(total=0.3))
+        await client.get(
+            "/v1/sms/send",
+            params={"key": KEY, "brandID": "1", "numbers": NUMBER, "text": "x"},
+            timeout=aiohttp.ClientTimeout(total=0.3),
+        )
     assert (await get_json(client, "/_sandbox/counts")) == {"calls": 0, "numbers": {}}
     assert (await get_json(client, f"/v1/sms/balance?key={KEY}"))["sms"] == "1000000"
 
@@ -496,8 +502,9 @@ async def test_error_rate_answers_5xx_without_json_and_accepts_nothing(make_sand
     client = await make_sandbox(error_rate="1")
     seen = set()
     for _ in range(12):
-        async with client.get("/v1/sms/send", params={"key": KEY, "brandID": "1", "numbers": NUMBER,
-                                                      "text": "x"}) as response:
+        async with client.get(
+            "/v1/sms/send", params={"key": KEY, "brandID": "1", "numbers": NUMBER, "text": "x"}
+        ) as response:
             seen.add(response.status)
             with pytest.raises(json.JSONDecodeError):
                 json.loads(await response.text())
@@ -580,8 +587,14 @@ async def test_fault_rates_are_shares_of_calls(make_sandbox: MakeSandbox) -> Non
 
 async def test_patch_config_changes_knobs_at_run_time(make_sandbox: MakeSandbox, receiver: Receiver) -> None:
     client = await make_sandbox()
-    patch = {"callback_url": receiver.url, "callback_key": "new-key", "outcomes": {"error": 1},
-             "sent_first": False, "balance": 50, "latency": 0}
+    patch = {
+        "callback_url": receiver.url,
+        "callback_key": "new-key",
+        "outcomes": {"error": 1},
+        "sent_first": False,
+        "balance": 50,
+        "latency": 0,
+    }
     async with client.patch("/_sandbox/config", json=patch) as response:
         assert response.status == 200
         view = await response.json()
@@ -630,9 +643,22 @@ async def test_patch_config_needs_a_json_object(make_sandbox: MakeSandbox) -> No
 async def test_get_config_names_the_knobs_and_hides_keys(make_sandbox: MakeSandbox) -> None:
     client = await make_sandbox(callback_key="very-secret", latency="0.0", drop_rate="0.1")
     view = await get_json(client, "/_sandbox/config")
-    knobs = ("latency", "error_rate", "stall_rate", "accept_error_rate", "drop_rate", "callback_url",
-             "callback_delay", "outcomes", "sent_first", "pending_first", "duplicate_rate", "reorder_rate",
-             "balance", "callback_key_set")
+    knobs = (
+        "latency",
+        "error_rate",
+        "stall_rate",
+        "accept_error_rate",
+        "drop_rate",
+        "callback_url",
+        "callback_delay",
+        "outcomes",
+        "sent_first",
+        "pending_first",
+        "duplicate_rate",
+        "reorder_rate",
+        "balance",
+        "callback_key_set",
+    )
     assert set(knobs) <= set(view)
     assert (view["drop_rate"], view["callback_key_set"], view["outcomes"]) == (0.1, True, {"delivered": 1.0})
     text = json.dumps(view)
@@ -700,8 +726,12 @@ def _free_port() -> int:
 async def _run_main(env: Mapping[str, str]) -> asyncio.subprocess.Process:
     code = "import os, smsgw.sandbox; smsgw.sandbox.main(os.environ)"
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-c", code, env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-c",
+        code,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 

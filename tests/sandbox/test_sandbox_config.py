@@ -21,8 +21,15 @@ def test_defaults_from_an_empty_environment() -> None:
     assert (config.balance, config.callback_url, config.callback_key.reveal()) == (1_000_000, None, "")
     assert (config.callback_delay, dict(config.outcomes)) == (0.2, {"delivered": 1.0})
     assert (config.sent_first, config.pending_first, config.seed) == (True, False, None)
-    rates = (config.duplicate_rate, config.reorder_rate, config.latency, config.error_rate, config.stall_rate,
-             config.accept_error_rate, config.drop_rate)
+    rates = (
+        config.duplicate_rate,
+        config.reorder_rate,
+        config.latency,
+        config.error_rate,
+        config.stall_rate,
+        config.accept_error_rate,
+        config.drop_rate,
+    )
     assert rates == (0, 0, 0, 0, 0, 0, 0)
 
 
@@ -50,9 +57,16 @@ def test_every_variable_is_read() -> None:
     }
     config = SandboxConfig.from_env(env)
     assert (config.host, config.port, config.api_key.reveal(), dict(config.brands)) == (
-        "0.0.0.0", 0, "k", {3: "A", 4: "B c"})
-    assert (config.balance, config.callback_url, config.callback_key.reveal()) == (5, env[
-        "SMSGW_SANDBOX_CALLBACK_URL"], "ck")
+        "0.0.0.0",
+        0,
+        "k",
+        {3: "A", 4: "B c"},
+    )
+    assert (config.balance, config.callback_url, config.callback_key.reveal()) == (
+        5,
+        env["SMSGW_SANDBOX_CALLBACK_URL"],
+        "ck",
+    )
     assert dict(config.outcomes) == {"delivered": 0.9, "failed": 0.05, "error": 0.05}
     assert (config.callback_delay, config.sent_first, config.pending_first) == (1.5, False, True)
     assert (config.duplicate_rate, config.reorder_rate, config.latency) == (0.1, 0.2, 0.05)
@@ -113,8 +127,15 @@ def test_keys_never_show_in_repr_or_public_view() -> None:
 
 def test_update_returns_a_changed_copy() -> None:
     config = SandboxConfig()
-    updated = config.update({"latency": 0.5, "outcomes": {"failed": 2}, "pending_first": True,
-                             "callback_url": "http://x/cb", "brands": {"5": "New"}})
+    updated = config.update(
+        {
+            "latency": 0.5,
+            "outcomes": {"failed": 2},
+            "pending_first": True,
+            "callback_url": "http://x/cb",
+            "brands": {"5": "New"},
+        }
+    )
     assert (updated.latency, dict(updated.outcomes), updated.pending_first) == (0.5, {"failed": 2.0}, True)
     assert (updated.callback_url, dict(updated.brands)) == ("http://x/cb", {5: "New"})
     assert config.latency == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
@@ -46,8 +45,13 @@ async def test_refusal_is_final_and_not_retried(redis: Redis, redis_url: str) ->
 
 
 async def test_breaker_opens_during_an_outage_and_resumes_by_itself(redis: Redis, redis_url: str) -> None:
-    env = {"SMSGW_BREAKER_THRESHOLD": "3", "SMSGW_BREAKER_COOLDOWN": "1", "SMSGW_MAX_ATTEMPTS": "100",
-           "SMSGW_BATCH_SIZE": "1", "SMSGW_RETRY_CAP": "0.2"}
+    env = {
+        "SMSGW_BREAKER_THRESHOLD": "3",
+        "SMSGW_BREAKER_COOLDOWN": "1",
+        "SMSGW_MAX_ATTEMPTS": "100",
+        "SMSGW_BATCH_SIZE": "1",
+        "SMSGW_RETRY_CAP": "0.2",
+    }
     async with Stack(redis_url, env=env, sandbox={"error_rate": "1"}) as stack:
         created = await stack.send({"to": numbers(5), "text": "Outage"})
         assert stack.worker is not None
@@ -112,12 +116,19 @@ async def _calls_at_least(stack: Stack, count: int) -> bool:
     return await worker_metric(stack, "smsgw_ubill_requests_total") >= count
 
 
-async def test_callback_before_the_smsid_is_recorded_is_kept_and_applied(redis: Redis, redis_url: str) -> None:
+async def test_callback_before_the_smsid_is_recorded_is_kept_and_applied(
+    redis: Redis, redis_url: str
+) -> None:
     """The sandbox numbers its sends from 100000: announce that smsID's delivery before the send exists."""
     async with Stack(redis_url) as stack:
         await stack.sandbox_patch({"callback_url": None})  # only our hand-made callback arrives
-        params = {"key": CALLBACK_KEY, "smsID": "100000", "number": "995591000206", "statusID": "1",
-                  "date": format_local(datetime.now(UTC))}
+        params = {
+            "key": CALLBACK_KEY,
+            "smsID": "100000",
+            "number": "995591000206",
+            "statusID": "1",
+            "date": format_local(datetime.now(UTC)),
+        }
         async with stack.http.get(f"{stack.url}/callbacks/ubill", params=params) as r:
             assert r.status == 200 and await r.text() == "OK"
         assert await redis.zscore("smsgw:orphans", "100000") is not None
@@ -127,7 +138,9 @@ async def test_callback_before_the_smsid_is_recorded_is_kept_and_applied(redis: 
         assert not await redis.exists("smsgw:orphan:100000")
 
 
-async def test_reconciliation_settles_recipients_whose_callbacks_never_came(redis: Redis, redis_url: str) -> None:
+async def test_reconciliation_settles_recipients_whose_callbacks_never_came(
+    redis: Redis, redis_url: str
+) -> None:
     env = {"SMSGW_RECONCILE_AFTER": "1", "SMSGW_RECONCILE_INTERVAL": "0.3"}
     async with Stack(redis_url, env=env, sandbox={"lost_rate": "1"}) as stack:
         created = await stack.send({"to": numbers(3), "text": "Quiet"})
@@ -148,4 +161,3 @@ async def test_duplicate_and_reordered_callbacks_are_harmless(redis: Redis, redi
         events = await redis.xrange("smsgw:stream:auth-service")
         delivered = [e for _, e in events if '"delivered"' in e["event"]]
         assert len(delivered) == 4  # one event per change, none for duplicates
-

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from tests.harness import Stack, eventually
 
+
 def numbers(count: int, start: int = 91_000_000) -> list[str]:
     """Distinct valid Georgian mobiles: 9955 + 8 digits (the 5591/5592 ranges are valid)."""
     return [f"9955{start + i:08d}" for i in range(count)]
@@ -61,8 +62,13 @@ async def _received(stack: Stack, number: str) -> bool:
 
 async def test_lower_lanes_keep_a_share_under_rate_limit(redis: Redis, redis_url: str) -> None:
     """With uBill limited to 10 calls/s and both lanes backlogged, bulk still gets its 20% minimum share."""
-    env = {"SMSGW_UBILL_RATE_CALLS": "10", "SMSGW_BATCH_SIZE": "1", "SMSGW_MIN_SHARE_BULK": "0.2",
-           "SMSGW_MIN_SHARE_TRANSACTIONAL": "0.1", "SMSGW_OTP_RESERVE": "0.2"}
+    env = {
+        "SMSGW_UBILL_RATE_CALLS": "10",
+        "SMSGW_BATCH_SIZE": "1",
+        "SMSGW_MIN_SHARE_BULK": "0.2",
+        "SMSGW_MIN_SHARE_TRANSACTIONAL": "0.1",
+        "SMSGW_OTP_RESERVE": "0.2",
+    }
     async with Stack(redis_url, env=env, worker=False) as stack:
         await stack.send({"to": numbers(60), "text": "Sale!", "priority": "bulk"})
         await stack.send({"to": numbers(60, 92_000_000), "text": "Receipt", "priority": "transactional"})

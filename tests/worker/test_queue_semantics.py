@@ -16,7 +16,9 @@ def at(seconds: float) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
 
 
-async def test_scheduled_message_goes_at_its_time_across_a_worker_restart(redis: Redis, redis_url: str) -> None:
+async def test_scheduled_message_goes_at_its_time_across_a_worker_restart(
+    redis: Redis, redis_url: str
+) -> None:
     async with Stack(redis_url) as stack:
         send_at = time.time() + 2.0
         created = await stack.send({"to": "+995591000100", "text": "Reminder", "send_at": at(2.0)})
@@ -32,7 +34,9 @@ async def test_scheduled_message_goes_at_its_time_across_a_worker_restart(redis:
 
 async def test_scheduled_message_can_be_cancelled_until_dispatch(redis: Redis, redis_url: str) -> None:
     async with Stack(redis_url) as stack:
-        created = await stack.send({"to": ["+995591000101", "+995591000102"], "text": "Later", "send_at": at(1.5)})
+        created = await stack.send(
+            {"to": ["+995591000101", "+995591000102"], "text": "Later", "send_at": at(1.5)}
+        )
         async with stack.http.delete(f"{stack.url}/v1/messages/{created['id']}", headers=stack.auth()) as r:
             assert r.status == 200
             cancelled = await r.json()
@@ -47,7 +51,9 @@ async def test_validity_is_checked_at_dispatch(redis: Redis, redis_url: str) -> 
     async with Stack(redis_url, worker=False) as stack:
         pubsub = redis.pubsub()
         await pubsub.subscribe("smsgw:events:auth-service")
-        created = await stack.send({"to": "+995591000103", "text": "Code 1", "priority": "otp", "validity": 1})
+        created = await stack.send(
+            {"to": "+995591000103", "text": "Code 1", "priority": "otp", "validity": 1}
+        )
         await asyncio.sleep(1.2)
         await stack.start_worker()
         done = await stack.wait_status(created["id"], "expired", timeout=5)
@@ -64,7 +70,7 @@ async def test_validity_is_checked_at_dispatch(redis: Redis, redis_url: str) -> 
 
 
 async def test_cancel_after_the_worker_fetched_the_job(redis: Redis, redis_url: str) -> None:
-    """The worker holds the job (waiting for uBill capacity); a cancel still wins at the moment of dispatch."""
+    """The worker holds the job (waiting for uBill capacity); a cancel still wins at dispatch."""
     env = {"SMSGW_UBILL_RATE_CALLS": "1", "SMSGW_MIN_SHARE_TRANSACTIONAL": "0.5"}
     async with Stack(redis_url, env=env) as stack:
         first = await stack.send({"to": "+995591000104", "text": "One"})

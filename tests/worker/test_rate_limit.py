@@ -22,7 +22,7 @@ async def take(scripts: Scripts, lane: str, times: int) -> int:
 
 async def fresh_window(redis: Redis) -> None:
     """Start at the beginning of a Redis second so a scenario never straddles two windows."""
-    seconds, micros = await redis.time()
+    _seconds, micros = await redis.time()
     await asyncio.sleep(1 - micros / 1_000_000 + 0.01)
     await redis.delete("smsgw:demand:otp", "smsgw:demand:transactional", "smsgw:demand:bulk")
 
