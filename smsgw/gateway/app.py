@@ -42,6 +42,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     gw = app[GATEWAY]
     try:
         gw.durability = await durability(gw.redis)
+        gw.metrics.redis_durable.set(1 if gw.durability.durable else 0)
         if not gw.durability.durable:
             log.warning(
                 "redis.not_durable",

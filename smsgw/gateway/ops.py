@@ -27,10 +27,10 @@ async def readyz(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     try:
         await gw.redis.ping()
-        if gw.durability is None:
-            gw.durability = await durability(gw.redis)
+        gw.durability = await durability(gw.redis)  # re-read: a failover may bring other settings
     except REDIS_ERRORS:
         raise ServiceUnavailable("Redis is unreachable") from None
+    gw.metrics.redis_durable.set(1 if gw.durability.durable else 0)
     body = {"status": "ready", "redis": "ok", "durability": gw.durability.as_dict()}
     if not gw.durability.durable:
         body["warning"] = (
