@@ -29,7 +29,7 @@ Figure = Callable[[Bench], Awaitable[tuple[list[Row], dict[str, Any]]]]
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ops.bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="shorter runs and smaller volumes (~90 s)")
+    parser.add_argument("--quick", action="store_true", help="shorter runs and smaller volumes (~60 s)")
     parser.add_argument("--only", default=",".join(FIGURES),
                         help=f"comma-separated subset of {', '.join(FIGURES)} (default: all)")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto",
@@ -117,6 +117,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"bench: {name} done in {entry['seconds']} s", file=sys.stderr, flush=True)
         if args.keep:
             out["workdir"] = str(bench.workdir)
+    out["slow_stops"] = bench.slow_stops
     out["rows"] = [r.as_dict() for r in rows]
     out["table"] = table(rows)
     return out

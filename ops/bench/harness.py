@@ -65,6 +65,7 @@ class Bench:
         self.server_cpus: set[int] | None = {cpus[0]} if pin_cpus and len(cpus) >= 2 else None
         self.load_cpus: set[int] | None = {cpus[-1]} if pin_cpus and len(cpus) >= 2 else None
         self.procs: dict[str, Proc] = {}
+        self.slow_stops: list[dict[str, Any]] = []  # processes that took over a second to stop
         self._http: aiohttp.ClientSession | None = None
         self._redis: Redis | None = None
 
@@ -198,7 +199,12 @@ class Bench:
     def stop(self, name: str) -> None:
         proc = self.procs.pop(name, None)
         if proc is not None:
-            proc.stop()
+            started = time.monotonic()
+            code = proc.stop()
+            took = time.monotonic() - started
+            if took > 1.0:
+                self.slow_stops.append({"process": name, "seconds": round(took, 1), "exit_code": code,
+                                        "log_tail": proc.log_tail(600)})
 
     def cpu_times(self) -> dict[str, float]:
         """CPU seconds used so far by each running child, Redis and this process (for shares over a phase)."""

@@ -24,6 +24,7 @@ class Row:
     target: str = ""
     ok: bool | None = None
     ratio: float | None = None
+    baseline_unit: str | None = None  # when the baseline counts something else (arq jobs, not recipients)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,7 +60,7 @@ def table(rows: Sequence[Row]) -> str:
     """A Markdown table (pastes into the README as it is)."""
     header = ("Figure", "sms-gateway", "Baseline", "Baseline value", "Ratio", "Target", "Met")
     lines = [
-        (r.figure, _fmt(r.value, r.unit), r.baseline_label, _fmt(r.baseline, r.unit),
+        (r.figure, _fmt(r.value, r.unit), r.baseline_label, _fmt(r.baseline, r.baseline_unit or r.unit),
          "-" if r.ratio is None else f"{r.ratio:.2f}x", r.target or "-",
          "-" if r.ok is None else ("yes" if r.ok else "NO"))
         for r in rows
