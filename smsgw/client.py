@@ -37,7 +37,7 @@ import enum
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -476,7 +476,7 @@ class SmsGatewayClient:
 
     async def events(
         self, last_event_id: str | None = None, *, reconnect: bool = True
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """The client's own status events, as they happen, forever (cancel or break to stop).
 
         Without ``last_event_id`` the stream starts with the next event; with one (an ``Event.id`` kept from
@@ -575,7 +575,7 @@ class SmsGatewayClient:
             raise TransportError(f"{method} {path}: the answer is not a JSON object")
         return data
 
-    async def _stream(self, last_event_id: str | None) -> AsyncIterator[Event]:
+    async def _stream(self, last_event_id: str | None) -> AsyncGenerator[Event, None]:
         """One connection to ``/v1/events``: its events until the server ends it or it breaks."""
         session = self._http()
         headers = {**self._headers, "Accept": "text/event-stream"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from datetime import UTC, datetime
@@ -17,8 +18,14 @@ def now_ms() -> int:
 
 
 def iso(ms: int) -> str:
-    """``2026-11-25T23:36:45.123Z`` (fast: called once per recipient when a message is read)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+    """``2026-11-25T23:36:45.123Z`` (on every answer and event: the formatted second is cached)."""
+    seconds, millis = divmod(ms, 1000)
+    return f"{_second(seconds)}.{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=256)
+def _second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def parse_rfc3339(raw: str) -> datetime:

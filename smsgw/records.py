@@ -5,11 +5,13 @@ Field layout is documented in ``smsgw.keys``; the Lua scripts read and write the
 
 from __future__ import annotations
 
-import json
+import itertools
 import secrets
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+import orjson
 
 from smsgw import keys
 from smsgw.clock import iso, now_ms
@@ -47,9 +49,14 @@ class Unit(NamedTuple):
         return cls(k, state, owner, sms_id, int(tries or 0), reason)
 
 
+_PROCESS_TAG = secrets.token_hex(5)  # random per process: ids from different gateways never collide
+_SEQUENCE = itertools.count(secrets.randbelow(1 << 20))
+
+
 def new_message_id() -> str:
-    """Sortable by creation time (hex milliseconds first), unguessable after that."""
-    return f"msg_{now_ms():011x}{secrets.token_hex(8)}"
+    """Sortable by creation time (hex milliseconds first), unique (process tag + counter), and cheap:
+    no system call per id on the hot path. Ids are not secrets: every read checks the owning client."""
+    return f"msg_{now_ms():011x}{_PROCESS_TAG}{next(_SEQUENCE) & 0xFFFFFF:06x}"
 
 
 @dataclass(frozen=True)
@@ -120,13 +127,14 @@ class NewMessage:
                 "et": self.created_ms,
             }
             score = repr(self.due_ms + k / 1000) if k else str(self.due_ms)
-            out.append((keys.job(job_id), json.dumps(record, separators=(",", ":")), job_id, score))
+            out.append((keys.job(job_id), orjson.dumps(record).decode(), job_id, score))
         return out
 
 
 def resource(message_id: str, fields: dict[str, str]) -> dict[str, Any]:
     """The contract's message resource from a message hash (or from ``NewMessage.fields``)."""
     recipients = [Recipient.parse(number, fields[f"r:{number}"]) for number in numbers_in_order(fields)]
+    times: dict[int, str] = {}  # recipients mostly share a few update times: format each once
     counts = Counter(r.status for r in recipients)
     send_at = fields.get("sa") or ""
     return {
@@ -146,12 +154,19 @@ def resource(message_id: str, fields: dict[str, str]) -> dict[str, Any]:
                 "number": r.number,
                 "status": r.status,
                 "provider_sms_id": r.sms_id or None,
-                "updated_at": iso(r.updated_ms),
+                "updated_at": times[r.updated_ms]
+                if r.updated_ms in times
+                else _remember(times, r.updated_ms),
                 "error": r.error or None,
             }
             for r in recipients
         ],
     }
+
+
+def _remember(times: dict[int, str], ms: int) -> str:
+    times[ms] = iso(ms)
+    return times[ms]
 
 
 def numbers_in_order(fields: dict[str, str]) -> list[str]:

@@ -6,10 +6,10 @@ worker must notice and wait for it to come back.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+import orjson
 import redis.exceptions
 from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool, Redis
@@ -80,11 +80,11 @@ def arq_pool(settings: Settings, *, blocking: float = 0) -> ArqRedis:
 
 
 def json_dumps(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, separators=(",", ":"), default=str).encode()
+    return orjson.dumps(data, default=str)
 
 
 def json_loads(raw: bytes) -> dict[str, Any]:
-    value = json.loads(raw)
+    value = orjson.loads(raw)
     if not isinstance(value, dict):
         raise ValueError("job record is not a JSON object")
     return value

@@ -11,6 +11,7 @@ a log line or a chained exception: errors are rebuilt from the exception's class
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -80,6 +81,7 @@ def send_params(numbers: list[str], text: str, brand_id: int, otp: bool, stop_li
     return params
 
 
+@functools.lru_cache(maxsize=1024)  # callers repeat their texts; building URLs costs more than the send
 def numbers_per_call(
     base_url: str, text: str, brand_id: int, otp: bool, stop_list: bool, max_url_length: int, batch_size: int
 ) -> int:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
 from aiohttp import web
 
-from smsgw.gateway import admin, callbacks, events, facade, messages, ops
+from smsgw.batching import ScriptBatcher
+from smsgw.gateway import admin, callbacks, events, facade, messages, observe, ops, problems
 from smsgw.gateway.auth import Authenticator, bearer_token
 from smsgw.gateway.context import CLIENT, GATEWAY, Gateway
 from smsgw.gateway.events import BLOCK_MS
-from smsgw.gateway.observe import observe
-from smsgw.gateway.problems import problems
 from smsgw.gateway.ratelimit import enforce_client_rate
 from smsgw.lua import Scripts
 from smsgw.metrics import GatewayMetrics
@@ -28,14 +28,24 @@ _SELF_AUTH = ("/v1/sms/", "/v1/openapi.json")
 
 
 @web.middleware
-async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    path = request.path
-    if path.startswith("/v1/") and not path.startswith(_SELF_AUTH):
-        gw = request.app[GATEWAY]
-        client = gw.auth.require(bearer_token(request))
-        request[CLIENT] = client
-        await enforce_client_rate(gw, client)
-    return await handler(request)
+async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one middleware (each layer costs on every request): request id, authentication and the
+    client's rate, problem details for every failure, then metrics and the request's log line."""
+    started = time.perf_counter()
+    request_id = observe.begin(request)
+    try:
+        path = request.path
+        if path.startswith("/v1/") and not path.startswith(_SELF_AUTH):
+            gw = request.app[GATEWAY]
+            client = gw.auth.require(bearer_token(request))
+            request[CLIENT] = client
+            await enforce_client_rate(gw, client)
+        response = await handler(request)
+    except Exception as exc:
+        response = problems.answer(request, exc)
+    response.headers["X-Request-ID"] = request_id
+    observe.record(request, response.status, time.perf_counter() - started)
+    return response
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -58,15 +68,17 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     redis = connect(settings)
+    scripts = Scripts.load(redis)
     gateway = Gateway(
         settings=settings,
         redis=redis,
         blocking=connect(settings, blocking=BLOCK_MS / 1000),
-        scripts=Scripts.load(redis),
+        scripts=scripts,
         metrics=GatewayMetrics(),
         auth=Authenticator(settings.clients),
+        accept=ScriptBatcher(redis, scripts.accept),
     )
-    app = web.Application(middlewares=[observe, problems, authenticate], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[edge], client_max_size=MAX_BODY_BYTES)
     app[GATEWAY] = gateway
     for module in (messages, callbacks, facade, events, admin, ops):
         app.add_routes(module.routes)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from redis.asyncio import Redis
 
+from smsgw.batching import ScriptBatcher
 from smsgw.gateway.auth import Authenticator
 from smsgw.lua import Scripts
 from smsgw.metrics import GatewayMetrics
@@ -24,6 +25,7 @@ class Gateway:
     scripts: Scripts
     metrics: GatewayMetrics
     auth: Authenticator
+    accept: ScriptBatcher  # the accept script, batched: concurrent POSTs share one pipeline
     durability: Durability | None = field(default=None)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
@@ -19,11 +18,10 @@ from smsgw.errors import (
 from smsgw.gateway.context import REDIS_ERROR
 from smsgw.redisdb import REDIS_ERRORS
 
-__all__ = ["PROBLEM_JSON", "problem_response", "problems"]
+__all__ = ["PROBLEM_JSON", "answer", "problem_response"]
 
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger(__name__)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def problem_response(problem: ProblemError) -> web.Response:
@@ -49,20 +47,17 @@ def _from_http(exc: web.HTTPException) -> ProblemError:
     return problem
 
 
-@web.middleware
-async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ProblemError as exc:
+def answer(request: web.Request, exc: Exception) -> web.Response:
+    """The problem details for any exception a handler raised (redirects are re-raised as they are)."""
+    if isinstance(exc, ProblemError):
         return problem_response(exc)
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         return problem_response(_from_http(exc))
-    except REDIS_ERRORS as exc:
+    if isinstance(exc, REDIS_ERRORS):
         log.warning("redis.unavailable", error=type(exc).__name__)
         request[REDIS_ERROR] = True
         return problem_response(ServiceUnavailable("Redis is unavailable; nothing was accepted, retry later"))
-    except Exception:
-        log.exception("request.failed")
-        return problem_response(ProblemError("an unexpected error occurred; it has been logged"))
+    log.error("request.failed", exc_info=exc)
+    return problem_response(ProblemError("an unexpected error occurred; it has been logged"))

@@ -220,6 +220,10 @@ async def test_each_change_is_published_and_streamed(quiet: Stack, redis: Redis)
     await pubsub.subscribe(
         keys.EVENTS_CHANNEL, keys.client_channel("auth-service"), keys.client_channel("shop")
     )
+    confirmed = 0
+    while confirmed < 3:  # SUBSCRIBE is asynchronous: publish only once the server confirmed all three
+        message = await pubsub.get_message(timeout=1.0)
+        confirmed += message is not None and message["type"] == "subscribe"
     try:
         ok(await callback(quiet, **params(sms_id, A, 1, date="2030-01-01 16:00:00")))
         ok(await callback(quiet, **params(sms_id, A, 1, date="2030-01-01 16:00:05")))  # duplicate: no event

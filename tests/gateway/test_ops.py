@@ -80,7 +80,7 @@ async def test_metrics_are_prometheus_text(stack: Stack) -> None:
 
 async def test_request_id_is_echoed_or_made(stack: Stack) -> None:
     made = await call(stack, "GET", "/healthz", who=None)
-    assert re.fullmatch(r"[A-Za-z0-9_-]{12}", made.headers["X-Request-ID"])
+    assert re.fullmatch(r"[A-Za-z0-9_-]{8}-[0-9a-f]+", made.headers["X-Request-ID"])
     echoed = await call(stack, "GET", "/healthz", who=None, headers={"X-Request-ID": "abc-123"})
     assert echoed.headers["X-Request-ID"] == "abc-123"
     unsafe = await call(stack, "GET", "/healthz", who=None, headers={"X-Request-ID": "a b\tc"})
