@@ -34,7 +34,10 @@ def parse_rfc3339(raw: str) -> datetime:
         raise ValueError("needs an offset (e.g. Z or +04:00)")
     if not _RFC3339.match(raw):
         raise ValueError("expected an RFC 3339 date-time such as 2026-01-31T09:00:00Z")
-    return datetime.fromisoformat(raw.upper().replace("Z", "+00:00")).astimezone(UTC)
+    try:
+        return datetime.fromisoformat(raw.upper().replace("Z", "+00:00")).astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first representable UTC instant
+        raise ValueError("out of range") from None
 
 
 def to_ms(moment: datetime) -> int:

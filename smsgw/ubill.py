@@ -116,9 +116,10 @@ def parse_callback(query: Mapping[str, str]) -> Callback:
         raise ValueError("statusID: must be 0, 1, 2, 3 or 4")
     try:
         local = datetime.strptime(query.get("date", ""), DATE_FORMAT)
-    except ValueError:
+        occurred = local.replace(tzinfo=TBILISI).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ValueError("date: expected Y-m-d H:i:s") from None
-    return Callback(sms_id, number, int(raw_status), local.replace(tzinfo=TBILISI).astimezone(UTC))
+    return Callback(sms_id, number, int(raw_status), occurred)
 
 
 def format_local(moment: datetime, fmt: str = DATE_FORMAT) -> str:
@@ -127,8 +128,11 @@ def format_local(moment: datetime, fmt: str = DATE_FORMAT) -> str:
 
 
 def parse_send_time(raw: str) -> datetime:
-    """``sendTime`` (``Y-m-d H:i``, Asia/Tbilisi) as an aware UTC datetime."""
-    return datetime.strptime(raw, SEND_TIME_FORMAT).replace(tzinfo=TBILISI).astimezone(UTC)
+    """``sendTime`` (``Y-m-d H:i``, Asia/Tbilisi) as an aware UTC datetime (``ValueError`` when not one)."""
+    try:
+        return datetime.strptime(raw, SEND_TIME_FORMAT).replace(tzinfo=TBILISI).astimezone(UTC)
+    except OverflowError:
+        raise ValueError("sendTime out of range") from None
 
 
 def _status_id(body: Mapping[str, Any]) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -82,7 +83,7 @@ def create_app(settings: Settings) -> web.Application:
     app[GATEWAY] = gateway
     for module in (messages, callbacks, facade, events, admin, ops):
         app.add_routes(module.routes)
-    app[events.OPEN_READS] = set()
+    app[events.SHUTTING_DOWN] = asyncio.Event()
     app.on_shutdown.append(events.end_streams)
     app.cleanup_ctx.append(_resources)
     return app

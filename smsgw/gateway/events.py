@@ -15,25 +15,38 @@ from aiohttp import web
 from smsgw import keys
 from smsgw.errors import BadRequest
 from smsgw.events import sse_frame
-from smsgw.gateway.context import GATEWAY, client_of
+from smsgw.gateway.context import GATEWAY, Gateway, client_of
 from smsgw.redisdb import REDIS_ERRORS
 
-__all__ = ["BLOCK_MS", "OPEN_READS", "end_streams", "routes"]
+__all__ = ["BLOCK_MS", "SHUTTING_DOWN", "end_streams", "routes"]
 
 routes = web.RouteTableDef()
 BLOCK_MS = (
     5_000  # also the keep-alive period (proxies drop silent streams) and how soon a gone client is noticed
 )
 _STREAM_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")  # ASCII digits; Redis also wants each part < 2**64
-# The XREAD BLOCK of every open stream: a stream never ends by itself, so shutdown cancels these to end them.
-OPEN_READS = web.AppKey[set["asyncio.Task[Any]"]]("open_reads")
+# A stream never ends by itself: every open one also waits on this, set when the gateway shuts down.
+SHUTTING_DOWN = web.AppKey("shutting_down", asyncio.Event)
 
 
 async def end_streams(app: web.Application) -> None:
-    """``on_shutdown``: end open streams now; shutdown would otherwise wait for streams that never end."""
-    reads = app[OPEN_READS]
-    for read in list(reads):
+    """``on_shutdown``: end open streams now (clients reconnect elsewhere with ``Last-Event-ID``)."""
+    app[SHUTTING_DOWN].set()
+
+
+async def _next_batch(gw: Gateway, stream: str, last: str, stop: asyncio.Future[Any]) -> list[Any] | None:
+    """Up to 500 events after ``last`` ([] after the block time or at shutdown, None when Redis is away)."""
+    read = asyncio.ensure_future(gw.blocking.xread({stream: last}, count=500, block=BLOCK_MS))
+    await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
+    if not read.done():
         read.cancel()
+        return []
+    try:
+        batches: list[Any] = read.result()
+    except REDIS_ERRORS:
+        await asyncio.sleep(0.5)
+        return None
+    return batches
 
 
 @routes.get("/v1/events")
@@ -56,24 +69,14 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     gw.metrics.sse_clients.inc()
-    handler = asyncio.current_task()
-    reads = request.app[OPEN_READS]
+    stop = asyncio.ensure_future(request.app[SHUTTING_DOWN].wait())
     try:
         await response.write(b": connected\n\n")
-        while True:
-            read = asyncio.ensure_future(gw.blocking.xread({stream: last}, count=500, block=BLOCK_MS))
-            reads.add(read)
-            try:
-                batches = await read
-            except asyncio.CancelledError:
-                if handler is None or handler.cancelling():
-                    raise
-                break  # end_streams: the gateway is shutting down; the client reconnects with Last-Event-ID
-            except REDIS_ERRORS:
+        while not stop.done():
+            batches = await _next_batch(gw, stream, last, stop)
+            if batches is None:
                 await response.write(b": redis unavailable\n\n")
-                batches = []
-            finally:
-                reads.discard(read)
+                continue
             if not batches:
                 await response.write(b": keep-alive\n\n")
                 continue
@@ -83,5 +86,6 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     except (ConnectionResetError, ConnectionError):
         pass
     finally:
+        stop.cancel()
         gw.metrics.sse_clients.dec()
     return response

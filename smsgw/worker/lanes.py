@@ -25,12 +25,17 @@ from smsgw.clock import now_ms
 from smsgw.redisdb import REDIS_ERRORS, json_dumps, json_loads
 from smsgw.worker.dispatch import Dispatcher, dispatch
 
-__all__ = ["LaneWorker"]
+__all__ = ["LaneStopped", "LaneWorker"]
 
 log = structlog.get_logger(__name__)
 IDLE_CAP = 1.0  # longest blocking wait: also how soon a unit freed by a dead worker's lease is seen
 JOB_TIMEOUT = 3600  # arq's own timeout would drop a unit: our calls and waits are bounded well below this
 NO_LIMIT = 10**9  # attempts are counted by the dispatcher (dead letters), never by arq
+
+
+class LaneStopped(Exception):
+    """Ends ``LaneWorker.main()`` once stopped and idle: arq's loop has no exit of its own, and cancelling it
+    is not enough on Python 3.11 (``asyncio.timeout`` can turn a cancellation into its own timeout)."""
 
 
 class LaneWorker(Worker):
@@ -41,6 +46,7 @@ class LaneWorker(Worker):
         self.lease_ms = int(lease * 1000)
         self._slot_freed = asyncio.Event()
         self._redis_backoff = 0.1
+        self._stopping = False
         super().__init__(
             functions=[func(dispatch, name="dispatch", max_tries=NO_LIMIT, timeout=JOB_TIMEOUT)],
             queue_name=keys.lane_queue(lane),
@@ -62,11 +68,14 @@ class LaneWorker(Worker):
         self.in_progress_timeout_s = lease
 
     def request_stop(self) -> None:
-        """Stop picking jobs now (arq's loop itself has no exit: the runner cancels it once idle)."""
+        """Stop picking jobs now; ``main()`` raises ``LaneStopped`` once its running jobs are done."""
         self.allow_pick_jobs = False
+        self._stopping = True
         self._slot_freed.set()
 
     async def _poll_iteration(self) -> None:
+        if self._stopping and not any(not task.done() for task in self.tasks.values()):
+            raise LaneStopped(self.lane)
         started = self._jobs_started()
         try:
             await super()._poll_iteration()
@@ -83,7 +92,7 @@ class LaneWorker(Worker):
         """Sleep until a slot frees (when full) or work arrives (when empty), never longer than a second."""
         self._slot_freed.clear()
         if self.job_counter >= self.max_jobs or not self.allow_pick_jobs:
-            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
+            # Ends by a freed slot, a stop request or the cap; stopping itself goes by LaneStopped.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(IDLE_CAP):
                     await self._slot_freed.wait()

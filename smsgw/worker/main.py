@@ -28,7 +28,7 @@ from smsgw.ubill import UbillClient
 from smsgw.worker import upkeep
 from smsgw.worker.breaker import CircuitBreaker
 from smsgw.worker.dispatch import Dispatcher
-from smsgw.worker.lanes import IDLE_CAP, LaneWorker
+from smsgw.worker.lanes import IDLE_CAP, LaneStopped, LaneWorker
 from smsgw.worker.limiter import DispatchLimiter
 
 __all__ = ["WorkerProcess", "run"]
@@ -117,8 +117,8 @@ class WorkerProcess:
         while True:
             try:
                 await worker.main()
-            except asyncio.CancelledError:
-                raise
+            except LaneStopped:
+                return
             except Exception:
                 log.exception("lane.crashed", lane=worker.lane)
                 await asyncio.sleep(1.0)
@@ -139,7 +139,9 @@ class WorkerProcess:
             task.cancel()  # past the grace period: re-run elsewhere (an interrupted call is ambiguous)
         if self._running():
             await asyncio.wait(self._running(), timeout=5)
-        for task in self._tasks:  # lane loops (idle now, picking nothing) and upkeep duties
+        lanes, duties = self._tasks[: len(self.workers)], self._tasks[len(self.workers) :]
+        _done, stuck = await asyncio.wait(lanes, timeout=IDLE_CAP * 3)  # each ends on its next iteration
+        for task in [*stuck, *duties]:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.session is not None:

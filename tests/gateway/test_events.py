@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,7 +17,7 @@ from redis.asyncio import Redis
 
 from smsgw import keys
 from tests.gateway.conftest import assert_no_secrets, call, problem
-from tests.harness import Stack
+from tests.harness import TOKENS, Stack
 
 A, B, C = "995511194242", "995511194243", "995511194244"
 
@@ -152,3 +153,18 @@ async def test_events_need_a_token(stack: Stack) -> None:
     answer = await call(stack, "GET", "/v1/events", who=None)
     problem(answer, 401)
     assert_no_secrets(answer)
+
+
+async def test_shutdown_ends_open_streams_promptly(redis_url: str) -> None:
+    """A stream never ends by itself; the gateway's shutdown must not wait on it (nor for its timeout)."""
+    stack = Stack(redis_url, worker=False)
+    await stack.__aenter__()
+    response = await stack.http.get(
+        f"{stack.url}/v1/events", headers={"Authorization": f"Bearer {TOKENS['auth']}"}
+    )
+    assert response.status == 200
+    assert (await response.content.readline()).startswith(b": connected")
+    started = time.monotonic()
+    await stack.__aexit__(None, None, None)
+    assert time.monotonic() - started < 3.0
+    response.close()
