@@ -81,10 +81,12 @@ class LaneWorker(Worker):
         """arq's iteration with one change: due jobs are taken by one script (see ``lua/take.lua``)."""
         if self._stopping and not any(not task.done() for task in self.tasks.values()):
             raise LaneStopped(self.lane)
-        started = self._jobs_started()
+        taken = 0
         try:
             if self.allow_pick_jobs and self.job_counter < self.max_jobs:
-                await self._start(await self._take_due(self.max_jobs - self.job_counter))
+                jobs = await self._take_due(self.max_jobs - self.job_counter)
+                taken = len(jobs)
+                await self._start(jobs)
             for job_id, task in list(self.tasks.items()):
                 if task.done():
                     del self.tasks[job_id]
@@ -96,7 +98,7 @@ class LaneWorker(Worker):
             self._redis_backoff = min(5.0, self._redis_backoff * 2)
             return
         self._redis_backoff = 0.1
-        if self._jobs_started() == started:
+        if not taken:  # nothing free to take (or no free slot): wait for either to change
             await self._idle()
 
     async def _idle(self) -> None:
