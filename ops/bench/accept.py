@@ -38,20 +38,40 @@ async def run(bench: Bench, generator: str) -> tuple[list[Row], dict[str, Any]]:
             else:
                 proc = await bench.start_baseline_app(cpus=bench.server_cpus)
             url = proc.url + "/v1/messages"
-            await run_load(generator, url, TOKEN, prefixes, connections=CONNECTIONS, duration=warmup,
-                           workdir=bench.workdir, cpus=bench.load_cpus)
+            await run_load(
+                generator,
+                url,
+                TOKEN,
+                prefixes,
+                connections=CONNECTIONS,
+                duration=warmup,
+                workdir=bench.workdir,
+                cpus=bench.load_cpus,
+            )
             await asyncio.sleep(0.3)
             cpu_before = proc.cpu_seconds()
             counters = await bench.redis_counters()
             redis_cpu = bench.cpu_times()["redis"]
-            load = await run_load(generator, url, TOKEN, prefixes, connections=CONNECTIONS, duration=duration,
-                                  workdir=bench.workdir, cpus=bench.load_cpus)
+            load = await run_load(
+                generator,
+                url,
+                TOKEN,
+                prefixes,
+                connections=CONNECTIONS,
+                duration=duration,
+                workdir=bench.workdir,
+                cpus=bench.load_cpus,
+            )
             cpu = proc.cpu_seconds() - cpu_before
-            results[name] = {**load.as_dict(), "server_cpu_s": round(cpu, 2),
-                             "server_cpu_per_request_us": round(cpu / max(1, load.requests) * 1e6, 1),
-                             "redis_cpu_per_request_us": round((bench.cpu_times()["redis"] - redis_cpu)
-                                                               / max(1, load.requests) * 1e6, 1),
-                             "per_request": await bench.redis_cost(counters, load.requests)}
+            results[name] = {
+                **load.as_dict(),
+                "server_cpu_s": round(cpu, 2),
+                "server_cpu_per_request_us": round(cpu / max(1, load.requests) * 1e6, 1),
+                "redis_cpu_per_request_us": round(
+                    (bench.cpu_times()["redis"] - redis_cpu) / max(1, load.requests) * 1e6, 1
+                ),
+                "per_request": await bench.redis_cost(counters, load.requests),
+            }
             bench.stop(proc.name)
     finally:
         bench.pin_redis(None)
@@ -59,14 +79,33 @@ async def run(bench: Bench, generator: str) -> tuple[list[Row], dict[str, Any]]:
     ratio = gateway["rps"] / baseline["rps"] if baseline["rps"] else 0.0
     clean = gateway["non_202"] == 0 and gateway["socket_errors"] == 0
     rows = [
-        Row("Accept throughput, 1 recipient/request, 64 conns", gateway["rps"], "req/s", baseline["rps"],
-            "aiohttp + 1 ZADD", f">= {TARGET_RATIO}x baseline", ratio >= TARGET_RATIO, round(ratio, 3)),
-        Row("Accept: answers other than 202 (+ socket errors)", gateway["non_202"] + gateway["socket_errors"],
-            "", baseline["non_202"] + baseline["socket_errors"], "aiohttp + 1 ZADD", "0", clean),
+        Row(
+            "Accept throughput, 1 recipient/request, 64 conns",
+            gateway["rps"],
+            "req/s",
+            baseline["rps"],
+            "aiohttp + 1 ZADD",
+            f">= {TARGET_RATIO}x baseline",
+            ratio >= TARGET_RATIO,
+            round(ratio, 3),
+        ),
+        Row(
+            "Accept: answers other than 202 (+ socket errors)",
+            gateway["non_202"] + gateway["socket_errors"],
+            "",
+            baseline["non_202"] + baseline["socket_errors"],
+            "aiohttp + 1 ZADD",
+            "0",
+            clean,
+        ),
     ]
     details = {
-        "generator": describe(generator), "connections": CONNECTIONS, "duration_s": duration,
-        "warmup_s": warmup, "server_cpus": sorted(bench.server_cpus or []),
-        "load_and_redis_cpus": sorted(bench.load_cpus or []), **results,
+        "generator": describe(generator),
+        "connections": CONNECTIONS,
+        "duration_s": duration,
+        "warmup_s": warmup,
+        "server_cpus": sorted(bench.server_cpus or []),
+        "load_and_redis_cpus": sorted(bench.load_cpus or []),
+        **results,
     }
     return rows, details

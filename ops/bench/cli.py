@@ -30,27 +30,54 @@ Figure = Callable[[Bench], Awaitable[tuple[list[Row], dict[str, Any]]]]
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ops.bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="shorter runs and smaller volumes (~60 s)")
-    parser.add_argument("--only", default=",".join(FIGURES),
-                        help=f"comma-separated subset of {', '.join(FIGURES)} (default: all)")
-    parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto",
-                        help="load generator for the accept figure (auto: wrk when installed)")
-    parser.add_argument("--no-pin", action="store_true",
-                        help="do not pin the server under test and the load generator to separate CPUs")
-    parser.add_argument("--out", type=Path, default=RESULTS,
-                        help="folder for <UTC stamp>.json and latest.json")
+    parser.add_argument(
+        "--only",
+        default=",".join(FIGURES),
+        help=f"comma-separated subset of {', '.join(FIGURES)} (default: all)",
+    )
+    parser.add_argument(
+        "--loadgen",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="load generator for the accept figure (auto: wrk when installed)",
+    )
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin the server under test and the load generator to separate CPUs",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="folder for <UTC stamp>.json and latest.json"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (process logs, Redis AOF)")
-    parser.add_argument("--appendfsync", choices=("always", "everysec", "no"), default="always",
-                        help="diagnostic only: Redis fsync policy (the contract's durable setting is always)")
-    parser.add_argument("--set", action="append", default=[], metavar="SMSGW_NAME=VALUE",
-                        help="diagnostic only: a product setting other than the default (repeatable)")
-    parser.add_argument("--wait-idle", type=float, default=60.0, metavar="SECONDS",
-                        help="wait up to this long for other load to go before starting (default 60)")
+    parser.add_argument(
+        "--appendfsync",
+        choices=("always", "everysec", "no"),
+        default="always",
+        help="diagnostic only: Redis fsync policy (the contract's durable setting is always)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SMSGW_NAME=VALUE",
+        help="diagnostic only: a product setting other than the default (repeatable)",
+    )
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="wait up to this long for other load to go before starting (default 60)",
+    )
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(FIGURES))
     if unknown or not chosen:
-        parser.error(f"--only: unknown figure(s) {', '.join(unknown) or '(none given)'}; choose from "
-                     f"{', '.join(FIGURES)}")
+        parser.error(
+            f"--only: unknown figure(s) {', '.join(unknown) or '(none given)'}; choose from "
+            f"{', '.join(FIGURES)}"
+        )
     args.figures = [name for name in FIGURES if name in chosen]
     args.overrides = {}
     for item in args.set:
@@ -66,14 +93,19 @@ def _wait_idle(limit: float) -> dict[str, Any]:
     deadline = time.monotonic() + limit
     busy = cpu_busy_percent()
     while busy > BUSY_PERCENT and time.monotonic() < deadline:
-        print(f"bench: machine {busy:.0f}% busy (load {os.getloadavg()[0]:.2f}); waiting for it to settle",
-              file=sys.stderr)
+        print(
+            f"bench: machine {busy:.0f}% busy (load {os.getloadavg()[0]:.2f}); waiting for it to settle",
+            file=sys.stderr,
+        )
         time.sleep(4.0)
         busy = cpu_busy_percent()
     if busy > BUSY_PERCENT:
         print(f"bench: WARNING: machine still {busy:.0f}% busy; figures will be low", file=sys.stderr)
-    return {"cpu_busy_percent": busy, "loadavg": [round(v, 2) for v in os.getloadavg()],
-            "idle": busy <= BUSY_PERCENT}
+    return {
+        "cpu_busy_percent": busy,
+        "loadavg": [round(v, 2) for v in os.getloadavg()],
+        "idle": busy <= BUSY_PERCENT,
+    }
 
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
@@ -86,13 +118,21 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     }
     rows: list[Row] = []
     out: dict[str, Any] = {}
-    async with Bench(quick=args.quick, pin_cpus=not args.no_pin, keep=args.keep, overrides=args.overrides,
-                     appendfsync=args.appendfsync) as bench:
+    async with Bench(
+        quick=args.quick,
+        pin_cpus=not args.no_pin,
+        keep=args.keep,
+        overrides=args.overrides,
+        appendfsync=args.appendfsync,
+    ) as bench:
         out["redis"] = await describe_redis(bench.redis, bench.redis_server.binary)
         out["redis"]["data_dir_fdatasync_4k_ms"] = fsync_probe(bench.redis_server.data_dir)
         out["product_settings"] = bench.product_settings()
-        out["sandbox"] = {"callbacks": "off (no callback_url)", "log_level": "warning",
-                          "latency_s": "0 unless a figure says otherwise"}
+        out["sandbox"] = {
+            "callbacks": "off (no callback_url)",
+            "log_level": "warning",
+            "latency_s": "0 unless a figure says otherwise",
+        }
         out["figures"] = {}
         for name in args.figures:
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
@@ -145,12 +185,14 @@ def main(argv: list[str] | None = None) -> None:
     redis = results.get("redis", {})
     machine = results["machine"]
     fsync = redis.get("data_dir_fdatasync_4k_ms", {})
-    print(f"\nRedis {redis.get('version')} appendonly={redis.get('appendonly')} "
-          f"appendfsync={redis.get('appendfsync')} (disk fdatasync p50 {fsync.get('p50')} ms, "
-          f"p99 {fsync.get('p99')} ms); "
-          f"{machine['cpu_count']} CPUs ({machine['cpu_model']}); "
-          f"Python {machine['python']}; load before {load_before['loadavg'][0]} "
-          f"({load_before['cpu_busy_percent']}% busy); {results['duration_s']} s")
+    print(
+        f"\nRedis {redis.get('version')} appendonly={redis.get('appendonly')} "
+        f"appendfsync={redis.get('appendfsync')} (disk fdatasync p50 {fsync.get('p50')} ms, "
+        f"p99 {fsync.get('p99')} ms); "
+        f"{machine['cpu_count']} CPUs ({machine['cpu_model']}); "
+        f"Python {machine['python']}; load before {load_before['loadavg'][0]} "
+        f"({load_before['cpu_busy_percent']}% busy); {results['duration_s']} s"
+    )
     print(f"results: {path} (and {path.parent / 'latest.json'})")
     errors = {name: f["error"] for name, f in results.get("figures", {}).items() if "error" in f}
     if errors:

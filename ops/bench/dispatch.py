@@ -62,11 +62,15 @@ async def _drain(bench: Bench, bodies: list[dict[str, Any]], limit: float) -> di
     sent = sum(len(s["numbers"]) for s in sends)
     steady = (sent - len(sends[0]["numbers"])) / (last - first) if last > first else 0.0
     return {
-        "recipients": total, "messages": len(bodies), "calls": len(sends), "recipients_received": sent,
+        "recipients": total,
+        "messages": len(bodies),
+        "calls": len(sends),
+        "recipients_received": sent,
         "duplicates": sent - total,
         "recipients_per_s_steady": round(steady, 1),
         "recipients_per_s_from_spawn": round(sent / (last - spawned), 1),
-        "worker_start_s": round(ready - spawned, 2), "first_call_after_spawn_s": round(first - spawned, 2),
+        "worker_start_s": round(ready - spawned, 2),
+        "first_call_after_spawn_s": round(first - spawned, 2),
         "drain_s": round(last - first, 2),
         "worker_cpu_s_after_ready": round(cpu, 2),
         "worker_cpu_ms_per_call": round(cpu / len(sends) * 1000, 2),
@@ -101,10 +105,15 @@ async def _arq_noop(bench: Bench, jobs: int, cap: float, poll_delay: float) -> d
     bench.stop("arq-noop")
     done = jobs - left
     elapsed = (now_s - first) if first is not None else 0.0
-    return {"jobs_queued": jobs, "jobs_done": done, "seconds": round(elapsed, 2), "time_cap_s": cap,
-            "jobs_per_s": round(done / elapsed, 1) if elapsed else 0.0, "poll_delay": poll_delay,
-            "settings": "arq CLI defaults otherwise: max_jobs 10, queue_read_limit 100, pickle, "
-                        "keep_result 3600"}
+    return {
+        "jobs_queued": jobs,
+        "jobs_done": done,
+        "seconds": round(elapsed, 2),
+        "time_cap_s": cap,
+        "jobs_per_s": round(done / elapsed, 1) if elapsed else 0.0,
+        "poll_delay": poll_delay,
+        "settings": "arq CLI defaults otherwise: max_jobs 10, queue_read_limit 100, pickle, keep_result 3600",
+    }
 
 
 async def run(bench: Bench) -> tuple[list[Row], dict[str, Any]]:
@@ -132,13 +141,32 @@ async def run(bench: Bench) -> tuple[list[Row], dict[str, Any]]:
     baseline = arq_fast["jobs_per_s"]
     label = f"stock arq, no-op jobs, poll_delay 0 (default 0.5: {arq_default['jobs_per_s']:,.0f}/s)"
     rows = [
-        Row(f"Dispatch, {bulk_messages} bulk x 1,000 recipients, uBill 50 ms",
-            many["recipients_per_s_steady"], "recipients/s", baseline, label, f">= {TARGET_RPS:,.0f}/s",
-            many["recipients_per_s_steady"] >= TARGET_RPS, baseline_unit="jobs/s"),
-        Row(f"Dispatch, {single_messages:,} transactional x 1 recipient, uBill 50 ms",
-            one["recipients_per_s_steady"], "recipients/s", baseline, label, baseline_unit="jobs/s"),
+        Row(
+            f"Dispatch, {bulk_messages} bulk x 1,000 recipients, uBill 50 ms",
+            many["recipients_per_s_steady"],
+            "recipients/s",
+            baseline,
+            label,
+            f">= {TARGET_RPS:,.0f}/s",
+            many["recipients_per_s_steady"] >= TARGET_RPS,
+            baseline_unit="jobs/s",
+        ),
+        Row(
+            f"Dispatch, {single_messages:,} transactional x 1 recipient, uBill 50 ms",
+            one["recipients_per_s_steady"],
+            "recipients/s",
+            baseline,
+            label,
+            baseline_unit="jobs/s",
+        ),
     ]
-    details = {"sandbox_latency_s": SANDBOX_LATENCY, "callbacks": "off", "bulk_1000": many,
-               "single_recipient": one, "arq_noop_baseline_default": arq_default,
-               "arq_noop_baseline_poll_delay_0": arq_fast, "phase_seconds": phases}
+    details = {
+        "sandbox_latency_s": SANDBOX_LATENCY,
+        "callbacks": "off",
+        "bulk_1000": many,
+        "single_recipient": one,
+        "arq_noop_baseline_default": arq_default,
+        "arq_noop_baseline_poll_delay_0": arq_fast,
+        "phase_seconds": phases,
+    }
     return rows, details

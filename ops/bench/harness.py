@@ -32,8 +32,13 @@ __all__ = ["TOKEN", "Bench", "Posted"]
 TOKEN = "bench-token-6c1f9a2e4b7d"
 UBILL_KEY = "bench-ubill-key-3e8a"
 CALLBACK_KEY = "bench-callback-key-91d0"
-CLIENT = {"name": "bench", "token_sha256": token_sha256(TOKEN), "brands": [1], "default_brand": 1,
-          "otp": True}
+CLIENT = {
+    "name": "bench",
+    "token_sha256": token_sha256(TOKEN),
+    "brands": [1],
+    "default_brand": 1,
+    "otp": True,
+}
 SANDBOX_BALANCE = 10**11
 
 
@@ -49,8 +54,15 @@ class Posted:
 class Bench:
     """Owns Redis, the sandbox, the HTTP client and every process started through it (all stopped on exit)."""
 
-    def __init__(self, *, quick: bool, pin_cpus: bool, keep: bool = False,
-                 overrides: dict[str, str] | None = None, appendfsync: str = "always") -> None:
+    def __init__(
+        self,
+        *,
+        quick: bool,
+        pin_cpus: bool,
+        keep: bool = False,
+        overrides: dict[str, str] | None = None,
+        appendfsync: str = "always",
+    ) -> None:
         self.quick = quick
         self.keep = keep
         self.overrides = dict(overrides or {})
@@ -76,8 +88,9 @@ class Bench:
             await self._redis.config_set("appendfsync", self.appendfsync)
         # Observation only: Redis then records how long each fsync of the AOF took (LATENCY HISTORY).
         await self._redis.config_set("latency-monitor-threshold", 1)
-        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256),
-                                           timeout=aiohttp.ClientTimeout(total=120))
+        self._http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=256), timeout=aiohttp.ClientTimeout(total=120)
+        )
         await self.start_sandbox()
         return self
 
@@ -109,16 +122,18 @@ class Bench:
     # -- configuration ------------------------------------------------------------------------------------
     def product_env(self, http_port: int = 0, worker_port: int = 0) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SMSGW_")}
-        env.update({
-            "SMSGW_REDIS_URL": self.redis_server.url,
-            "SMSGW_HTTP_HOST": "127.0.0.1",
-            "SMSGW_HTTP_PORT": str(http_port),
-            "SMSGW_WORKER_HTTP_PORT": str(worker_port),
-            "SMSGW_UBILL_BASE_URL": self.sandbox_url + "/v1",
-            "SMSGW_UBILL_API_KEY": UBILL_KEY,
-            "SMSGW_CALLBACK_KEY": CALLBACK_KEY,
-            "SMSGW_CLIENTS": json.dumps([CLIENT]),
-        })
+        env.update(
+            {
+                "SMSGW_REDIS_URL": self.redis_server.url,
+                "SMSGW_HTTP_HOST": "127.0.0.1",
+                "SMSGW_HTTP_PORT": str(http_port),
+                "SMSGW_WORKER_HTTP_PORT": str(worker_port),
+                "SMSGW_UBILL_BASE_URL": self.sandbox_url + "/v1",
+                "SMSGW_UBILL_API_KEY": UBILL_KEY,
+                "SMSGW_CALLBACK_KEY": CALLBACK_KEY,
+                "SMSGW_CLIENTS": json.dumps([CLIENT]),
+            }
+        )
         env.update(self.overrides)
         return env
 
@@ -128,8 +143,15 @@ class Bench:
         out: dict[str, Any] = {}
         for field in dataclasses.fields(settings):
             value = getattr(settings, field.name)
-            if field.name in ("ubill_api_key", "callback_key", "clients", "redis_url", "http_port",
-                              "worker_http_port", "ubill_base_url"):
+            if field.name in (
+                "ubill_api_key",
+                "callback_key",
+                "clients",
+                "redis_url",
+                "http_port",
+                "worker_http_port",
+                "ubill_base_url",
+            ):
                 continue
             if isinstance(value, frozenset | tuple):
                 value = sorted(str(v) for v in value)
@@ -138,20 +160,32 @@ class Bench:
             out[field.name] = value
         out["clients"] = [{k: v for k, v in CLIENT.items() if k != "token_sha256"}]
         out["set_by_hand"] = dict(self.overrides)
-        out["wired"] = ["SMSGW_REDIS_URL", "SMSGW_HTTP_HOST", "SMSGW_HTTP_PORT", "SMSGW_WORKER_HTTP_PORT",
-                        "SMSGW_UBILL_BASE_URL", "SMSGW_UBILL_API_KEY", "SMSGW_CALLBACK_KEY", "SMSGW_CLIENTS"]
+        out["wired"] = [
+            "SMSGW_REDIS_URL",
+            "SMSGW_HTTP_HOST",
+            "SMSGW_HTTP_PORT",
+            "SMSGW_WORKER_HTTP_PORT",
+            "SMSGW_UBILL_BASE_URL",
+            "SMSGW_UBILL_API_KEY",
+            "SMSGW_CALLBACK_KEY",
+            "SMSGW_CLIENTS",
+        ]
         return out
 
     # -- processes ----------------------------------------------------------------------------------------
     async def start_sandbox(self) -> Proc:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SMSGW_")}
-        env.update({
-            "SMSGW_SANDBOX_HOST": "127.0.0.1", "SMSGW_SANDBOX_PORT": str(port),
-            "SMSGW_SANDBOX_API_KEY": UBILL_KEY, "SMSGW_SANDBOX_BALANCE": str(SANDBOX_BALANCE),
-            # Per-call INFO lines would cost the stand-in for uBill CPU that the worker competes for.
-            "SMSGW_LOG_LEVEL": "warning",
-        })
+        env.update(
+            {
+                "SMSGW_SANDBOX_HOST": "127.0.0.1",
+                "SMSGW_SANDBOX_PORT": str(port),
+                "SMSGW_SANDBOX_API_KEY": UBILL_KEY,
+                "SMSGW_SANDBOX_BALANCE": str(SANDBOX_BALANCE),
+                # Per-call INFO lines would cost the stand-in for uBill CPU that the worker competes for.
+                "SMSGW_LOG_LEVEL": "warning",
+            }
+        )
         self.sandbox_url = f"http://127.0.0.1:{port}"
         proc = spawn("sandbox", ["-m", "smsgw", "sandbox"], env, self.logs, url=self.sandbox_url)
         self.procs["sandbox"] = proc
@@ -160,16 +194,27 @@ class Bench:
 
     async def start_gateway(self, cpus: set[int] | None = None) -> Proc:
         port = free_port()
-        proc = spawn("gateway", ["-m", "smsgw", "gateway"], self.product_env(http_port=port), self.logs,
-                     cpus=cpus, url=f"http://127.0.0.1:{port}")
+        proc = spawn(
+            "gateway",
+            ["-m", "smsgw", "gateway"],
+            self.product_env(http_port=port),
+            self.logs,
+            cpus=cpus,
+            url=f"http://127.0.0.1:{port}",
+        )
         self.procs["gateway"] = proc
         await wait_http(proc, "/readyz")
         return proc
 
     async def start_worker(self) -> Proc:
         port = free_port()
-        proc = spawn("worker", ["-m", "smsgw", "worker"], self.product_env(worker_port=port), self.logs,
-                     url=f"http://127.0.0.1:{port}")
+        proc = spawn(
+            "worker",
+            ["-m", "smsgw", "worker"],
+            self.product_env(worker_port=port),
+            self.logs,
+            url=f"http://127.0.0.1:{port}",
+        )
         self.procs["worker"] = proc
         await wait_http(proc, "/readyz")
         return proc
@@ -184,9 +229,14 @@ class Bench:
 
     async def start_arq(self, name: str, queue: str, poll_delay: float = 0.5) -> Proc:
         """A stock arq worker (arq's own CLI) on its own queue; ready once it wrote its health-check key."""
-        env = {**os.environ, "BENCH_ARQ_REDIS": self.redis_server.url, "BENCH_ARQ_QUEUE": queue,
-               "BENCH_ARQ_POLL_DELAY": str(poll_delay), "BENCH_ARQ_UBILL_URL": self.sandbox_url + "/v1",
-               "BENCH_ARQ_UBILL_KEY": UBILL_KEY}
+        env = {
+            **os.environ,
+            "BENCH_ARQ_REDIS": self.redis_server.url,
+            "BENCH_ARQ_QUEUE": queue,
+            "BENCH_ARQ_POLL_DELAY": str(poll_delay),
+            "BENCH_ARQ_UBILL_URL": self.sandbox_url + "/v1",
+            "BENCH_ARQ_UBILL_KEY": UBILL_KEY,
+        }
         proc = spawn(name, ["-m", "arq", "ops.bench.arq_baseline.WorkerSettings"], env, self.logs)
         self.procs[name] = proc
         deadline = time.monotonic() + 30
@@ -203,8 +253,14 @@ class Bench:
             code = proc.stop()
             took = time.monotonic() - started
             if took > 1.0:
-                self.slow_stops.append({"process": name, "seconds": round(took, 1), "exit_code": code,
-                                        "log_tail": proc.log_tail(600)})
+                self.slow_stops.append(
+                    {
+                        "process": name,
+                        "seconds": round(took, 1),
+                        "exit_code": code,
+                        "log_tail": proc.log_tail(600),
+                    }
+                )
 
     def cpu_times(self) -> dict[str, float]:
         """CPU seconds used so far by each running child, Redis and this process (for shares over a phase)."""
@@ -216,8 +272,9 @@ class Bench:
     @staticmethod
     def cpu_shares(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
         """Percent of one core each process used between two ``cpu_times`` snapshots ``seconds`` apart."""
-        return {name: round((after[name] - before[name]) / seconds * 100, 1)
-                for name in after if name in before}
+        return {
+            name: round((after[name] - before[name]) / seconds * 100, 1) for name in after if name in before
+        }
 
     def pin_redis(self, cpus: set[int] | None) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -232,15 +289,20 @@ class Bench:
         worst = [int(ms) for _, ms in history or []]
         if not worst:
             return {"seconds_with_fsync_over_1ms": 0}
-        return {"seconds_with_fsync_over_1ms": len(worst), "worst_fsync_ms_max": max(worst),
-                "worst_fsync_ms_median_second": sorted(worst)[len(worst) // 2]}
+        return {
+            "seconds_with_fsync_over_1ms": len(worst),
+            "worst_fsync_ms_max": max(worst),
+            "worst_fsync_ms_median_second": sorted(worst)[len(worst) // 2],
+        }
 
     async def redis_counters(self) -> dict[str, int]:
         """Commands executed (scripts' inner commands included) and AOF bytes written, so far."""
         stats = await self.redis.info("commandstats")
         persistence = await self.redis.info("persistence")
-        return {"commands": sum(int(v["calls"]) for v in stats.values() if isinstance(v, dict)),
-                "aof_bytes": int(persistence.get("aof_current_size", 0))}
+        return {
+            "commands": sum(int(v["calls"]) for v in stats.values() if isinstance(v, dict)),
+            "aof_bytes": int(persistence.get("aof_current_size", 0)),
+        }
 
     async def redis_cost(self, before: dict[str, int], units: int) -> dict[str, float | None]:
         """Redis commands and AOF bytes per unit (recipient or request) since ``before``; None when an AOF
@@ -286,8 +348,9 @@ class Bench:
         data = json.dumps(body).encode()
         headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
         started = time.time()
-        async with self.http.post(self.procs["gateway"].url + "/v1/messages", data=data,
-                                  headers=headers) as response:
+        async with self.http.post(
+            self.procs["gateway"].url + "/v1/messages", data=data, headers=headers
+        ) as response:
             answered = time.time()
             raw = await response.read()
             return Posted(response.status, started, answered, time.time(), raw)

@@ -95,21 +95,53 @@ def pick_generator(wanted: str) -> str:
     return wanted
 
 
-async def run_load(generator: str, url: str, token: str, prefixes: tuple[int, ...], *, connections: int,
-                   duration: float, workdir: Path, cpus: set[int] | None) -> LoadResult:
+async def run_load(
+    generator: str,
+    url: str,
+    token: str,
+    prefixes: tuple[int, ...],
+    *,
+    connections: int,
+    duration: float,
+    workdir: Path,
+    cpus: set[int] | None,
+) -> LoadResult:
     """Run the generator in its own process against ``url`` (the full POST URL) and parse its summary."""
     if generator == "wrk":
         script = workdir / "accept.lua"
         script.write_text(wrk_script(token, prefixes))
-        argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
-                "-s", str(script), url]
+        argv = [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(duration))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ]
     else:
-        argv = [sys.executable, "-m", "ops.bench.pyload", "--url", url, "--token", token,
-                "--connections", str(connections), "--duration", str(duration),
-                "--prefixes", ",".join(map(str, prefixes))]
+        argv = [
+            sys.executable,
+            "-m",
+            "ops.bench.pyload",
+            "--url",
+            url,
+            "--token",
+            token,
+            "--connections",
+            str(connections),
+            "--duration",
+            str(duration),
+            "--prefixes",
+            ",".join(map(str, prefixes)),
+        ]
     started = time.monotonic()
     process = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         cwd=ROOT,
     )
     if cpus:
@@ -119,11 +151,16 @@ async def run_load(generator: str, url: str, token: str, prefixes: tuple[int, ..
     line = next((ln for ln in text.splitlines() if ln.startswith(_MARK)), None)
     if process.returncode != 0 or line is None:
         raise RuntimeError(f"{argv[0]} failed ({process.returncode}): {text[-800:]} {err.decode()[-800:]}")
-    data = json.loads(line[len(_MARK):])
+    data = json.loads(line[len(_MARK) :])
     elapsed = data["duration_us"] / 1e6 if data.get("duration_us") else time.monotonic() - started
     return LoadResult(
-        generator=generator, connections=connections, duration_s=round(elapsed, 3),
-        requests=data["requests"], rps=round(data["requests"] / elapsed, 1), non_202=data["non_202"],
+        generator=generator,
+        connections=connections,
+        duration_s=round(elapsed, 3),
+        requests=data["requests"],
+        rps=round(data["requests"] / elapsed, 1),
+        non_202=data["non_202"],
         socket_errors=data["socket_errors"],
-        latency_ms_p50=round(data["p50_us"] / 1000, 2), latency_ms_p99=round(data["p99_us"] / 1000, 2),
+        latency_ms_p50=round(data["p50_us"] / 1000, 2),
+        latency_ms_p99=round(data["p99_us"] / 1000, 2),
     )

@@ -36,14 +36,16 @@ async def run(bench: Bench) -> tuple[list[Row], dict[str, Any]]:
     await bench.start_gateway()
     try:
         before = await _used_memory(bench)
-        posted = await bench.post_many([{"to": b, "text": TEXT, "priority": "bulk"} for b in batches],
-                                       concurrency=1)
+        posted = await bench.post_many(
+            [{"to": b, "text": TEXT, "priority": "bulk"} for b in batches], concurrency=1
+        )
         after = await _used_memory(bench)
         first_id = str(json.loads(posted[0].body)["id"])
         breakdown = {
             "message_hash_bytes": await bench.redis.memory_usage(keys.message(first_id), samples=0),
-            "one_job_record_bytes": await bench.redis.memory_usage(keys.job(keys.unit_id(first_id, 0)),
-                                                                   samples=0),
+            "one_job_record_bytes": await bench.redis.memory_usage(
+                keys.job(keys.unit_id(first_id, 0)), samples=0
+            ),
             "bulk_lane_zset_bytes": await bench.redis.memory_usage(keys.lane_queue("bulk"), samples=0),
             "keys": await bench.redis.dbsize(),
         }
@@ -58,9 +60,23 @@ async def run(bench: Bench) -> tuple[list[Row], dict[str, Any]]:
     after_zset = await _used_memory(bench)
     baseline = (after_zset - before) / recipients
     await bench.flush()
-    rows = [Row(f"Redis memory per queued recipient ({recipients:,} queued)", round(gateway, 1), "B",
-                round(baseline, 1), "bare sorted-set members", f"<= {TARGET_BYTES} B",
-                gateway <= TARGET_BYTES, round(gateway / baseline, 2) if baseline else None)]
-    details = {"messages": messages, "recipients_per_message": MESSAGE, "gateway_bytes_per_recipient":
-               round(gateway, 1), "baseline_bytes_per_recipient": round(baseline, 1), **breakdown}
+    rows = [
+        Row(
+            f"Redis memory per queued recipient ({recipients:,} queued)",
+            round(gateway, 1),
+            "B",
+            round(baseline, 1),
+            "bare sorted-set members",
+            f"<= {TARGET_BYTES} B",
+            gateway <= TARGET_BYTES,
+            round(gateway / baseline, 2) if baseline else None,
+        )
+    ]
+    details = {
+        "messages": messages,
+        "recipients_per_message": MESSAGE,
+        "gateway_bytes_per_recipient": round(gateway, 1),
+        "baseline_bytes_per_recipient": round(baseline, 1),
+        **breakdown,
+    }
     return rows, details

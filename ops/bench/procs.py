@@ -35,11 +35,16 @@ def cpu_seconds(pid: int) -> float:
     """CPU time of one process so far, all its threads: the scheduler's nanosecond count
     (``/proc/<pid>/task/*/schedstat``), else ``/proc/<pid>/stat`` utime + stime (10 ms ticks)."""
     try:
-        return sum(int((task / "schedstat").read_text().split()[0])
-                   for task in Path(f"/proc/{pid}/task").iterdir()) / 1e9
+        return (
+            sum(
+                int((task / "schedstat").read_text().split()[0])
+                for task in Path(f"/proc/{pid}/task").iterdir()
+            )
+            / 1e9
+        )
     except (OSError, ValueError, IndexError):
         stat = Path(f"/proc/{pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
@@ -82,14 +87,26 @@ class Proc:
             return self.popen.wait()
 
 
-def spawn(name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path, *,
-          cpus: set[int] | None = None, url: str = "") -> Proc:
+def spawn(
+    name: str,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    log_dir: Path,
+    *,
+    cpus: set[int] | None = None,
+    url: str = "",
+) -> Proc:
     """Run ``argv`` (``python -m ...`` of this interpreter when it starts with ``-m``) from the repo root."""
     command = [sys.executable, *argv] if argv[0] == "-m" else list(argv)
     log_path = log_dir / f"{name}.log"
     with log_path.open("ab") as log:
         popen = subprocess.Popen(  # our own interpreter and modules, no shell
-            command, env=dict(env), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
+            command,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets the parent-death signal
         )
     pin(popen.pid, cpus)

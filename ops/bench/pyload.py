@@ -18,8 +18,9 @@ import aiohttp
 __all__ = ["main"]
 
 
-async def _run(url: str, token: str, connections: int, duration: float,
-               prefixes: list[int]) -> dict[str, int]:
+async def _run(
+    url: str, token: str, connections: int, duration: float, prefixes: list[int]
+) -> dict[str, int]:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     latencies: list[float] = []
     counts = {"requests": 0, "non_202": 0, "socket_errors": 0}

@@ -41,9 +41,13 @@ def summary(values: Sequence[float], digits: int = 2) -> dict[str, float | int]:
     if not values:
         return {"n": 0}
     return {
-        "n": len(values), "min": round(min(values), digits), "p50": round(statistics.median(values), digits),
-        "p90": round(percentile(values, 90), digits), "p99": round(percentile(values, 99), digits),
-        "max": round(max(values), digits), "mean": round(statistics.fmean(values), digits),
+        "n": len(values),
+        "min": round(min(values), digits),
+        "p50": round(statistics.median(values), digits),
+        "p90": round(percentile(values, 90), digits),
+        "p99": round(percentile(values, 99), digits),
+        "max": round(max(values), digits),
+        "mean": round(statistics.fmean(values), digits),
     }
 
 
@@ -60,13 +64,20 @@ def table(rows: Sequence[Row]) -> str:
     """A Markdown table (pastes into the README as it is)."""
     header = ("Figure", "sms-gateway", "Baseline", "Baseline value", "Ratio", "Target", "Met")
     lines = [
-        (r.figure, _fmt(r.value, r.unit), r.baseline_label, _fmt(r.baseline, r.baseline_unit or r.unit),
-         "-" if r.ratio is None else f"{r.ratio:.2f}x", r.target or "-",
-         "-" if r.ok is None else ("yes" if r.ok else "NO"))
+        (
+            r.figure,
+            _fmt(r.value, r.unit),
+            r.baseline_label,
+            _fmt(r.baseline, r.baseline_unit or r.unit),
+            "-" if r.ratio is None else f"{r.ratio:.2f}x",
+            r.target or "-",
+            "-" if r.ok is None else ("yes" if r.ok else "NO"),
+        )
         for r in rows
     ]
-    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h)
-              for i, h in enumerate(header)]
+    widths = [
+        max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)
+    ]
 
     def render(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"

