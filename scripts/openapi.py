@@ -20,6 +20,7 @@ from typing import Any
 
 from smsgw import __version__
 from smsgw.errors import PROBLEM_BASE
+from smsgw.events import EVENT_FIELDS
 from smsgw.gateway.idempotency import MAX_KEY_LENGTH
 from smsgw.gateway.validation import (
     MAX_OTP_RECIPIENTS,
@@ -265,16 +266,7 @@ def _schemas() -> dict[str, Schema]:
                 "One status change of one recipient, as published on Redis (`smsgw:events`, "
                 "`smsgw:events:{client}`), kept in the client's stream and served by `GET /v1/events`."
             ),
-            "required": [
-                "message_id",
-                "client",
-                "reference",
-                "number",
-                "status",
-                "provider_sms_id",
-                "provider_status_id",
-                "occurred_at",
-            ],
+            "required": list(EVENT_FIELDS),
             "additionalProperties": False,
             "properties": {
                 "message_id": {"type": "string"},

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -234,6 +235,21 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: f
 async def astop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
     """``stop`` without blocking the event loop (the in-process sandbox must keep answering meanwhile)."""
     return await asyncio.to_thread(stop, process, sig, timeout)
+
+
+async def answers_200(url: str) -> bool:
+    """For ``eventually``: the process behind ``url`` is up and ready."""
+    try:
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
+            return response.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def eventually(

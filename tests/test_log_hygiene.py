@@ -5,35 +5,30 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 from pathlib import Path
 
 import aiohttp
 from redis.asyncio import Redis
 
-from tests.harness import CALLBACK_KEY, TOKENS, UBILL_KEY, astop, base_env, eventually, spawn
+from tests.harness import (
+    CALLBACK_KEY,
+    TOKENS,
+    UBILL_KEY,
+    answers_200,
+    astop,
+    base_env,
+    eventually,
+    free_port,
+    spawn,
+)
 
 NUMBERS = ["995591000901", "995591000902", "995591000903"]
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def _up(url: str) -> bool:
-    try:
-        async with aiohttp.ClientSession() as http, http.get(url) as response:
-            return response.status == 200
-    except aiohttp.ClientError:
-        return False
 
 
 async def test_logs_of_an_end_to_end_run_hold_no_secret_and_no_full_number(
     redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
-    gateway_port, sandbox_port = _port(), _port()
+    gateway_port, sandbox_port = free_port(), free_port()
     gateway_url, sandbox_url = f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{sandbox_port}"
     env = base_env(
         redis_url,
@@ -55,8 +50,8 @@ async def test_logs_of_an_end_to_end_run_hold_no_secret_and_no_full_number(
     logs = {name: tmp_path / f"{name}.log" for name in ("sandbox", "gateway", "worker")}
     processes = [spawn(name, env, path) for name, path in logs.items()]
     try:
-        await eventually(lambda: _up(f"{gateway_url}/readyz"), timeout=20)
-        await eventually(lambda: _up(f"{sandbox_url}/healthz"), timeout=20)
+        await eventually(lambda: answers_200(f"{gateway_url}/readyz"), timeout=20)
+        await eventually(lambda: answers_200(f"{sandbox_url}/healthz"), timeout=20)
         auth = {"Authorization": f"Bearer {TOKENS['auth']}"}
         async with aiohttp.ClientSession() as http:
             async with http.post(

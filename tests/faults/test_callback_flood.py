@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import statistics
 import time
 from datetime import UTC, datetime
@@ -13,14 +12,8 @@ import aiohttp
 from redis.asyncio import Redis
 
 from smsgw.ubill import format_local
-from tests.harness import CALLBACK_KEY, Stack, astop, eventually, spawn
+from tests.harness import CALLBACK_KEY, Stack, answers_200, astop, eventually, free_port, spawn
 from tests.worker.test_lanes import received_at
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _flood(url: str, stop: asyncio.Event, sent: list[int]) -> None:
@@ -65,7 +58,7 @@ async def test_callback_flood_does_not_slow_otp_dispatch(
     redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
     async with Stack(redis_url, worker=False) as stack:
-        port = _port()
+        port = free_port()
         env = {**stack.env, "SMSGW_HTTP_PORT": str(port)}
         gateway_url = f"http://127.0.0.1:{port}"
         processes = [
@@ -73,7 +66,7 @@ async def test_callback_flood_does_not_slow_otp_dispatch(
             spawn("worker", env, tmp_path / "worker.log"),
         ]
         try:
-            await eventually(lambda: _ready(f"{gateway_url}/readyz"), timeout=20)
+            await eventually(lambda: answers_200(f"{gateway_url}/readyz"), timeout=20)
             quiet = await _otp_latencies(stack, gateway_url, 0, 10)
             stop, sent = asyncio.Event(), [0]
             floods = [
@@ -93,11 +86,3 @@ async def test_callback_flood_does_not_slow_otp_dispatch(
             f"\nFAULT callback-flood: callbacks={sent[0]}, otp_p50_quiet_ms={quiet_ms:.1f}, "
             f"otp_p50_flood_ms={busy_ms:.1f}"
         )
-
-
-async def _ready(url: str) -> bool:
-    try:
-        async with aiohttp.ClientSession() as http, http.get(url) as response:
-            return response.status == 200
-    except aiohttp.ClientError:
-        return False
