@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from smsgw.dev import DEV_TOKEN
+from smsgw.embedded_redis import free_port
 from smsgw.settings import token_sha256
 
 
@@ -57,12 +57,6 @@ def test_token_hash_matches_the_clients_format() -> None:
     assert result.stdout.strip() == token_sha256("s3cret")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _request(url: str, body: dict[str, object] | None = None) -> dict[str, object]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(
@@ -80,7 +74,7 @@ def _request(url: str, body: dict[str, object] | None = None) -> dict[str, objec
 
 def test_dev_runs_everything_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     """The README's first command: embedded Redis, sandbox, gateway, worker; a message reaches delivered."""
-    gateway, sandbox, worker = _free_port(), _free_port(), _free_port()
+    gateway, sandbox, worker = free_port(), free_port(), free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("SMSGW_")},
         "SMSGW_HTTP_PORT": str(gateway),

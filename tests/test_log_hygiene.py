@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 from redis.asyncio import Redis
 
+from smsgw.embedded_redis import free_port
 from tests.harness import (
     CALLBACK_KEY,
     TOKENS,
@@ -18,7 +19,6 @@ from tests.harness import (
     astop,
     base_env,
     eventually,
-    free_port,
     spawn,
 )
 

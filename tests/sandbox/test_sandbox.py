@@ -20,6 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
+from smsgw.embedded_redis import free_port
 from smsgw.sandbox import SandboxConfig, create_app
 from smsgw.sandbox.state import Clock
 from smsgw.ubill import DATE_FORMAT, SEND_TIME_FORMAT, TBILISI, format_local
@@ -717,12 +718,6 @@ async def test_a_call_with_100k_numbers(make_sandbox: MakeSandbox) -> None:
 # --- main() --------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def _run_main(env: Mapping[str, str]) -> asyncio.subprocess.Process:
     code = "import os, smsgw.sandbox; smsgw.sandbox.main(os.environ)"
     return await asyncio.create_subprocess_exec(
@@ -736,7 +731,7 @@ async def _run_main(env: Mapping[str, str]) -> asyncio.subprocess.Process:
 
 
 async def test_main_serves_until_sigterm() -> None:
-    port = _free_port()
+    port = free_port()
     process = await _run_main({"SMSGW_SANDBOX_PORT": str(port), "SMSGW_SANDBOX_API_KEY": "main-key"})
     url = f"http://127.0.0.1:{port}/v1/sms/balance?key=main-key"
     try:
