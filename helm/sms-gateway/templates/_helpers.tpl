@@ -112,6 +112,21 @@ One secret's EnvVar. Arguments: root context, variable name, the secrets.<item> 
       name: {{ .Values.redis.urlSecret.name }}
       key: {{ .Values.redis.urlSecret.key }}
 {{- end }}
+{{- with .Values.redis.sentinel.passwordSecret }}
+{{- if and .name $.Values.redis.sentinel.hosts }}
+- name: SMSGW_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .key }}
+- name: SMSGW_REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .sentinelKey }}
+      optional: true
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
