@@ -1,8 +1,9 @@
 """``smsgw dev``: the whole service on one machine, for trying it out and for local development.
 
 Starts an embedded Redis (unless SMSGW_REDIS_URL is set), the uBill sandbox, the gateway and the worker as
-child processes wired to each other, prefixes their logs, prints a ready-to-paste curl line, and stops
-everything (children, then Redis) on Ctrl-C. Any SMSGW_* variable set by the caller wins over these defaults.
+child processes wired to each other, prefixes their logs, prints a ready-to-paste curl line, restarts a child
+(or the Redis) that dies, and stops everything (children, then Redis) on Ctrl-C. Any SMSGW_* variable set by
+the caller wins over these defaults.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ DEV_TOKEN = "dev-token"  # noqa: S105 - a local development token, printed on pu
 DEV_CALLBACK_KEY = "dev-callback-key"
 DEV_UBILL_KEY = "sandbox-key"
 CHILDREN = ("sandbox", "gateway", "worker")
+CONFIG_ERROR = 2  # the exit code of a process stopped by a bad setting (smsgw.cli)
 
 
 def dev_environment(environ: Mapping[str, str], redis_url: str) -> dict[str, str]:
@@ -138,7 +140,7 @@ def main(environ: Mapping[str, str]) -> None:
             lambda: all(p.poll() is None for p in children.values()),
         )
         print(_banner(env) if ready else "dev     | the gateway did not become ready; see the logs above")
-        while not stopping.is_set() and all(p.poll() is None for p in children.values()):
+        while not stopping.is_set() and _keep_running(children, env, redis):
             stopping.wait(0.5)
     except KeyboardInterrupt:
         pass
@@ -147,6 +149,26 @@ def main(environ: Mapping[str, str]) -> None:
         if redis is not None:
             redis.stop()
         print("dev     | stopped")
+
+
+def _keep_running(
+    children: dict[str, subprocess.Popen[bytes]], env: dict[str, str], redis: EmbeddedRedis | None
+) -> bool:
+    """Restart what died (a killed worker, a crashed Redis: the AOF keeps what was accepted), so the stack
+    behaves like a deployment under fault injection; a configuration error (exit code 2) stops everything."""
+    if redis is not None and not redis.alive():
+        print(f"dev     | Redis exited; restarting it on {redis.url} from its AOF")
+        redis.start()
+    for name, process in list(children.items()):
+        code = process.poll()
+        if code is None:
+            continue
+        if code == CONFIG_ERROR:
+            print(f"dev     | {name} stopped on a configuration error; stopping")
+            return False
+        print(f"dev     | {name} exited with {code}; restarting it")
+        children[name] = _start(name, env)
+    return True
 
 
 def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:

@@ -96,6 +96,9 @@ class EmbeddedRedis:
             time.sleep(0.02)
         raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout}s")
 
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def ping(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:

@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -72,6 +74,41 @@ def _request(url: str, body: dict[str, object] | None = None) -> dict[str, objec
         return result
 
 
+def _delivered(gateway: int, created: dict[str, object]) -> dict[str, object]:
+    for _ in range(200):
+        message = _request(f"http://127.0.0.1:{gateway}/v1/messages/{created['id']}")
+        if message["status"] == "delivered":
+            return message
+        time.sleep(0.1)
+    raise AssertionError(f"not delivered: {message}")
+
+
+def _retrying(call: Callable[[], dict[str, object]]) -> dict[str, object]:
+    """The first calls after a Redis kill answer 503 until the dev supervisor restarted it."""
+    for _ in range(100):
+        try:
+            return call()
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503:
+                raise
+            time.sleep(0.1)
+    raise AssertionError("the gateway did not recover")
+
+
+def _child(parent: int, command: str) -> int:
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and command.encode() in cmdline:
+            return int(proc.name)
+    raise AssertionError(f"no {command} child of {parent}")
+
+
 def test_dev_runs_everything_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     """The README's first command: embedded Redis, sandbox, gateway, worker; a message reaches delivered."""
     gateway, sandbox, worker = free_port(), free_port(), free_port()
@@ -106,18 +143,27 @@ def test_dev_runs_everything_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             f"http://127.0.0.1:{gateway}/v1/messages",
             {"to": ["+995 511 19 42 42"], "text": "Hello from sms-gateway"},
         )
-        for _ in range(100):
-            message = _request(f"http://127.0.0.1:{gateway}/v1/messages/{created['id']}")
-            if message["status"] == "delivered":
-                break
-            time.sleep(0.1)
+        message = _delivered(gateway, created)
         assert message["status"] == "delivered"
         pidfile = tmp_path / "dev" / "redis" / "redis.pid"
+        # Fault injection under `smsgw dev`: a killed worker and a killed Redis come back by themselves.
+        os.kill(_child(process.pid, "worker"), signal.SIGKILL)
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        _delivered(
+            gateway,
+            _retrying(
+                lambda: _request(
+                    f"http://127.0.0.1:{gateway}/v1/messages", {"to": ["+995 511 19 42 43"], "text": "again"}
+                )
+            ),
+        )
         redis_pid = int(pidfile.read_text())
     finally:
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=60)
     assert process.returncode == 0, rest
+    assert "worker exited with -9; restarting it" in rest
+    assert "Redis exited; restarting it" in rest
     assert "stopped" in rest
     with pytest.raises(ProcessLookupError):
         os.kill(redis_pid, 0)
