@@ -93,9 +93,6 @@ def orphan(sms_id: str) -> str:
     return f"{PREFIX}orphan:{sms_id}"
 
 
-def unsettled(number: str) -> str:
-    return f"{PREFIX}unsettled:{number}"
-
 
 def client_channel(client: str) -> str:
     return f"{EVENTS_CHANNEL}:{client}"
@@ -112,9 +109,6 @@ def idempotency(client: str, key_hash: str) -> str:
 def facade(sms_id: int | str) -> str:
     return f"{PREFIX}facade:{sms_id}"
 
-
-def rate_window(window: int) -> str:
-    return f"{PREFIX}rate:{window}"
 
 
 def demand(lane: str) -> str:

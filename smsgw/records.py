@@ -174,6 +174,3 @@ def numbers_in_order(fields: dict[str, str]) -> list[str]:
     count = int(fields.get("u", "0"))
     return [n for k in range(count) for n in fields.get(f"n:{k}", "").split(",") if n]
 
-
-def units_of(fields: dict[str, str]) -> list[Unit]:
-    return [Unit.parse(int(f[2:]), v) for f, v in fields.items() if f.startswith("u:")]
