@@ -93,7 +93,6 @@ def orphan(sms_id: str) -> str:
     return f"{PREFIX}orphan:{sms_id}"
 
 
-
 def client_channel(client: str) -> str:
     return f"{EVENTS_CHANNEL}:{client}"
 
@@ -108,7 +107,6 @@ def idempotency(client: str, key_hash: str) -> str:
 
 def facade(sms_id: int | str) -> str:
     return f"{PREFIX}facade:{sms_id}"
-
 
 
 def demand(lane: str) -> str:

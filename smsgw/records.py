@@ -173,4 +173,3 @@ def numbers_in_order(fields: dict[str, str]) -> list[str]:
     """The message's numbers in request order (a large Redis hash does not keep insertion order)."""
     count = int(fields.get("u", "0"))
     return [n for k in range(count) for n in fields.get(f"n:{k}", "").split(",") if n]
-

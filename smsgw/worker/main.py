@@ -26,7 +26,7 @@ from smsgw.redisdb import REDIS_ERRORS, arq_pool, connect
 from smsgw.settings import LANES, Settings
 from smsgw.ubill import UbillClient
 from smsgw.worker import upkeep
-from smsgw.worker.breaker import CircuitBreaker
+from smsgw.worker.breaker import STATE_NAMES, CircuitBreaker
 from smsgw.worker.dispatch import Dispatcher
 from smsgw.worker.lanes import IDLE_CAP, LaneStopped, LaneWorker
 from smsgw.worker.limiter import DispatchLimiter
@@ -49,7 +49,6 @@ class WorkerProcess:
         self.workers: list[LaneWorker] = []
         self.stopped = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._started = time.monotonic()
 
     def _dispatcher(self, session: aiohttp.ClientSession) -> Dispatcher:
         s = self.settings
@@ -76,7 +75,7 @@ class WorkerProcess:
 
     def _breaker_changed(self, state: int) -> None:
         self.metrics.breaker_state.set(state)
-        log.warning("breaker.state", state={0: "closed", 1: "half-open", 2: "open"}[state])
+        log.warning("breaker.state", state=STATE_NAMES[state])
 
     async def serve(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -176,9 +175,7 @@ class WorkerProcess:
         body = {
             "status": "ready" if alive else "starting",
             "redis": "ok",
-            "breaker": {0: "closed", 1: "half-open", 2: "open"}[self.dispatcher.breaker.state]
-            if self.workers
-            else "closed",
+            "breaker": STATE_NAMES[self.dispatcher.breaker.state] if self.workers else "closed",
         }
         return web.json_response(body, status=200 if alive and not self.stopped.is_set() else 503)
 
