@@ -102,7 +102,7 @@ class Settings:
     concurrency: Mapping[str, int] = field(
         default_factory=lambda: {"otp": 16, "transactional": 32, "bulk": 16}
     )
-    max_attempts: int = 8
+    max_attempts: int = 20
     retry_base: float = 1.0
     retry_cap: float = 300.0
     ambiguous_retry_lanes: frozenset[str] = frozenset({"otp"})
@@ -153,7 +153,7 @@ class Settings:
             clients=env.parse("SMSGW_CLIENTS", (), _clients),
             allowed_countries=env.parse("SMSGW_ALLOWED_COUNTRIES", frozenset({"GE"}), _countries),
             concurrency=concurrency,
-            max_attempts=env.int("SMSGW_MAX_ATTEMPTS", 8, 1, 1000),
+            max_attempts=env.int("SMSGW_MAX_ATTEMPTS", 20, 1, 1000),
             retry_base=env.float("SMSGW_RETRY_BASE", 1.0, 0.01, 3600),
             retry_cap=env.float("SMSGW_RETRY_CAP", 300.0, 0.01, 86_400),
             ambiguous_retry_lanes=env.parse("SMSGW_AMBIGUOUS_RETRY_LANES", frozenset({"otp"}), _lanes),

@@ -108,7 +108,8 @@ def parse_callback(query: Mapping[str, str]) -> Callback:
     sms_id = query.get("smsID", "")
     if not _SMS_ID.match(sms_id):
         raise ValueError("smsID: missing or malformed")
-    number = query.get("number", "")
+    # "+995…" is tolerated: a 400 would make uBill retry a callback we can read forever.
+    number = query.get("number", "").removeprefix("+")
     if not _NUMBER.match(number):
         raise ValueError("number: missing or not international digits")
     raw_status = query.get("statusID", "")

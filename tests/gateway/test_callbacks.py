@@ -89,7 +89,7 @@ MALFORMED = [
     ("smsID with spaces", {"smsID": "12 34"}, "smsID"),
     ("smsID too long", {"smsID": "9" * 65}, "smsID"),
     ("number missing", {"number": None}, "number"),
-    ("number with plus", {"number": "+995511194242"}, "number"),
+    ("number with two pluses", {"number": "++995511194242"}, "number"),
     ("number letters", {"number": "99551119424x"}, "number"),
     ("number too short", {"number": "12345"}, "number"),
     ("statusID missing", {"statusID": None}, "statusID"),
