@@ -49,6 +49,17 @@ def _registry() -> CollectorRegistry:
     return registry
 
 
+def _final_latency(registry: CollectorRegistry, which: str) -> Histogram:
+    """One series in Prometheus: gateways observe the callback-driven final statuses, workers their own."""
+    return Histogram(
+        "smsgw_final_status_latency_seconds",
+        f"From acceptance to a recipient's final status (in this process: {which}).",
+        ["lane", "status"],
+        buckets=SLOW_BUCKETS,
+        registry=registry,
+    )
+
+
 class GatewayMetrics:
     """The HTTP edge: requests, accepted recipients, callbacks and final statuses."""
 
@@ -92,13 +103,7 @@ class GatewayMetrics:
             ["status", "outcome"],
             registry=r,
         )
-        self.final_latency = Histogram(
-            "smsgw_final_status_latency_seconds",
-            "From acceptance to a recipient's final status.",
-            ["lane", "status"],
-            buckets=SLOW_BUCKETS,
-            registry=r,
-        )
+        self.final_latency = _final_latency(r, "uBill's callbacks: delivered, failed, error")
         self.redis_errors = Counter(
             "smsgw_redis_errors_total", "Requests that found Redis unavailable (answered 503).", registry=r
         )
@@ -152,13 +157,7 @@ class WorkerMetrics:
         self.dead_letters = Counter(
             "smsgw_dead_letters_total", "Dispatch units that exhausted their retries.", ["lane"], registry=r
         )
-        self.final_latency = Histogram(
-            "smsgw_final_status_latency_seconds",
-            "From acceptance to a final status the worker decides (rejected, expired, failed).",
-            ["lane", "status"],
-            buckets=SLOW_BUCKETS,
-            registry=r,
-        )
+        self.final_latency = _final_latency(r, "the worker's own: rejected, expired, failed")
         self.breaker_state = Gauge(
             "smsgw_circuit_breaker_state", "uBill circuit breaker: 0 closed, 1 half-open, 2 open.", registry=r
         )
