@@ -19,19 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from smsgw import __version__
-from smsgw.errors import PROBLEM_BASE
-from smsgw.events import EVENT_FIELDS
-from smsgw.gateway.idempotency import MAX_KEY_LENGTH
-from smsgw.gateway.validation import (
+from smsgw.command import (
+    DEFAULT_VALIDITY,
     MAX_OTP_RECIPIENTS,
     MAX_RECIPIENTS,
     MAX_REFERENCE,
-    MAX_SCHEDULE_AHEAD,
+    MAX_SCHEDULE_AHEAD_S,
     MAX_TEXT,
     MAX_VALIDITY,
 )
-from smsgw.settings import DEFAULT_VALIDITY_OTHER, DEFAULT_VALIDITY_OTP, LANES, MAX_BODY_BYTES
-from smsgw.statuses import STATUSES, TERMINAL
+from smsgw.errors import PROBLEM_BASE
+from smsgw.gateway.idempotency import MAX_KEY_LENGTH
+from smsgw.settings import LANES, MAX_BODY_BYTES
+from smsgw.store.events import EVENT_FIELDS
+from smsgw.store.statuses import STATUSES, TERMINAL
 from smsgw.ubill import REFUSALS
 
 __all__ = ["TARGET", "build", "render"]
@@ -171,7 +172,7 @@ def _schemas() -> dict[str, Schema]:
                     "format": "date-time",
                     "description": (
                         "RFC 3339 with an offset; in the future and at most "
-                        f"{MAX_SCHEDULE_AHEAD.days} days ahead. The message is `scheduled` until then."
+                        f"{MAX_SCHEDULE_AHEAD_S // 86_400} days ahead. The message is `scheduled` until then."
                     ),
                 },
                 "validity": {
@@ -180,8 +181,8 @@ def _schemas() -> dict[str, Schema]:
                     "maximum": MAX_VALIDITY,
                     "description": (
                         "Seconds from `created_at` (or `send_at`) within which the message must be handed to "
-                        f"uBill, else it expires. Default {DEFAULT_VALIDITY_OTP} for otp, "
-                        f"{DEFAULT_VALIDITY_OTHER:,} otherwise."
+                        f"uBill, else it expires. Default {DEFAULT_VALIDITY['otp']} for otp, "
+                        f"{DEFAULT_VALIDITY['transactional']:,} otherwise."
                     ),
                 },
                 "stop_list": {
@@ -226,8 +227,11 @@ def _schemas() -> dict[str, Schema]:
                 "created_at",
                 "send_at",
                 "expires_at",
-                "recipients",
             ],
+            "description": (
+                "A message. `recipients` is left out when the request said `Prefer: return=minimal` (large "
+                "messages: page through `GET /v1/messages/{id}/recipients` instead)."
+            ),
             "additionalProperties": False,
             "properties": {
                 "id": {"type": "string", "examples": [EXAMPLE_ID]},
@@ -258,6 +262,18 @@ def _schemas() -> dict[str, Schema]:
                 "send_at": {"type": ["string", "null"], "format": "date-time"},
                 "expires_at": {"type": "string", "format": "date-time"},
                 "recipients": {"type": "array", "minItems": 1, "items": _schema("Recipient")},
+            },
+        },
+        "RecipientPage": {
+            "type": "object",
+            "required": ["recipients", "next_cursor"],
+            "additionalProperties": False,
+            "properties": {
+                "recipients": {"type": "array", "items": _schema("Recipient")},
+                "next_cursor": {
+                    "type": ["string", "null"],
+                    "description": "Pass as `cursor` for the next page; null on the last page.",
+                },
             },
         },
         "Event": {
@@ -503,7 +519,10 @@ def _shared_responses() -> dict[str, Schema]:
             "Over the client's rate; retry after `Retry-After` seconds.", retry_after=True
         ),
         "ServiceUnavailable": _problem_response(
-            "Redis is unavailable: nothing was accepted.", retry_after=True
+            "Redis is unavailable: nothing was accepted. Only a problem whose `type` ends in "
+            "`/outcome-unknown` means the gateway could not establish whether it was stored (a retry "
+            "with the same `Idempotency-Key` is safe).",
+            retry_after=True,
         ),
     }
 
@@ -528,9 +547,11 @@ def _messages() -> dict[str, Schema]:
                     "202 means durably stored: no accepted recipient is ever lost. The same "
                     "`Idempotency-Key` with the same JSON body (whatever its formatting) from the same "
                     "client within 24 h returns the original answer and sends nothing; with a different "
-                    "body it is 422; while the first is still being processed, 409."
+                    "body it is 422. Concurrent duplicates store one message (the others answer it as "
+                    "replays). A 503 means nothing was stored, except the one whose `type` ends in "
+                    "`/outcome-unknown`: a retry with the same `Idempotency-Key` is then safe."
                 ),
-                "parameters": [_ref("parameters", "IdempotencyKey")],
+                "parameters": [_ref("parameters", "IdempotencyKey"), _ref("parameters", "Prefer")],
                 "requestBody": {
                     "required": True,
                     "content": {JSON: {"schema": _schema("SendRequest")}},
@@ -560,6 +581,7 @@ def _messages() -> dict[str, Schema]:
                 "operationId": "getMessage",
                 "tags": ["messages"],
                 "summary": "A message with each recipient's status",
+                "parameters": [_ref("parameters", "Prefer")],
                 "responses": _responses(
                     "Unauthorized",
                     "NotFound",
@@ -581,6 +603,38 @@ def _messages() -> dict[str, Schema]:
                     _409=_problem_response(
                         "Nothing could be cancelled: every recipient was handed to uBill or is final."
                     ),
+                ),
+            },
+        },
+        "/v1/messages/{id}/recipients": {
+            "parameters": [_ref("parameters", "MessageId")],
+            "get": {
+                "operationId": "listRecipients",
+                "tags": ["messages"],
+                "summary": "A page of a message's recipients, optionally of one status",
+                "description": (
+                    "Recipients in request order; each page shows statuses as they are when it is read."
+                ),
+                "parameters": [
+                    {"name": "status", "in": "query", "required": False, "schema": _schema("Status")},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 10_000, "default": 1_000},
+                    },
+                    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+                ],
+                "responses": _responses(
+                    "Unauthorized",
+                    "NotFound",
+                    "ValidationFailed",
+                    "TooManyRequests",
+                    "ServiceUnavailable",
+                    _200={
+                        "description": "One page.",
+                        "content": {JSON: {"schema": _schema("RecipientPage")}},
+                    },
                 ),
             },
         },
@@ -947,6 +1001,16 @@ def build() -> Schema:
                     "required": True,
                     "schema": {"type": "string"},
                     "examples": {"id": {"value": EXAMPLE_ID}},
+                },
+                "Prefer": {
+                    "name": "Prefer",
+                    "in": "header",
+                    "required": False,
+                    "description": (
+                        "RFC 7240. `return=minimal` leaves `recipients` out of the answer (with "
+                        "`Preference-Applied: return=minimal`)."
+                    ),
+                    "schema": {"type": "string", "enum": ["return=minimal", "return=representation"]},
                 },
                 "IdempotencyKey": {
                     "name": "Idempotency-Key",

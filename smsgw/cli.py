@@ -75,14 +75,14 @@ def _sandbox(environ: Mapping[str, str]) -> None:
 
 
 def _dev(environ: Mapping[str, str]) -> None:
-    from smsgw import dev  # noqa: PLC0415
+    from smsgw.devtools import run as dev  # noqa: PLC0415
 
     dev.main(environ)
 
 
 COMMANDS = {
     "gateway": (_gateway, "run the HTTP API (internal API, uBill callback, facade, health, metrics)"),
-    "worker": (_worker, "run the arq workers that dispatch to uBill (health and metrics on their own port)"),
+    "worker": (_worker, "run the lane workers that dispatch to uBill (health and metrics on their own port)"),
     "sandbox": (_sandbox, "run a local uBill simulator (send, report, balance, callbacks, fault knobs)"),
     "dev": (_dev, "run everything locally: embedded Redis, sandbox, gateway and worker"),
 }

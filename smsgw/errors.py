@@ -12,7 +12,12 @@ SmsGatewayError
 │   ├── UnsupportedMedia     415 not JSON
 │   ├── ValidationFailed     422 with ``errors``: a list of {field, message}
 │   ├── TooManyRequests      429 with Retry-After
-│   └── ServiceUnavailable   503 Redis unreachable: nothing was accepted
+│   ├── ServiceUnavailable   503 Redis unavailable: nothing was accepted
+│   └── OutcomeUnknownProblem  503 …/outcome-unknown: stored or not could not be established; retry with the
+│                            same Idempotency-Key is safe
+├── StoreError               what the Redis store could not do (raised only by smsgw.store)
+│   ├── StoreUnavailable     Redis unreachable, too slow, or answering outage errors (OOM, MISCONF, READONLY)
+│   └── StoreOutcomeUnknown  an accept's answer was lost and finding out failed too
 └── ProviderError            what a call to uBill ended in (raised only by smsgw.ubill)
     ├── ProviderRefused      statusID != 0: a business refusal, never retried
     ├── ProviderUnavailable  connection refused, timeout before sending, 429, 5xx, non-JSON: retried
@@ -28,6 +33,7 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "NotFound",
+    "OutcomeUnknownProblem",
     "PayloadTooLarge",
     "ProblemError",
     "ProviderError",
@@ -37,6 +43,9 @@ __all__ = [
     "ServiceUnavailable",
     "SettingsError",
     "SmsGatewayError",
+    "StoreError",
+    "StoreOutcomeUnknown",
+    "StoreUnavailable",
     "TooManyRequests",
     "Unauthorized",
     "UnsupportedMedia",
@@ -137,6 +146,31 @@ class ServiceUnavailable(ProblemError):
 
     def __init__(self, detail: str, retry_after: int = 1) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+class OutcomeUnknownProblem(ServiceUnavailable):
+    slug, title = "outcome-unknown", "Outcome unknown"
+
+    def __init__(self, detail: str, retry_after: int = 2) -> None:
+        super().__init__(detail, retry_after)
+
+
+class StoreError(SmsGatewayError):
+    """The Redis store could not do what was asked. Messages name no key and no value."""
+
+
+class StoreUnavailable(StoreError):
+    """Redis is unreachable, too slow, or answering outage errors: the operation did not happen."""
+
+
+class StoreOutcomeUnknown(StoreError):
+    """A write whose answer was lost, and finding out whether it happened failed as well. ``message_id`` and
+    ``deadline_ms`` (Redis's clock) let the caller ask again later (``Messages.resolve``)."""
+
+    def __init__(self, detail: str, message_id: str, deadline_ms: int) -> None:
+        super().__init__(detail)
+        self.message_id = message_id
+        self.deadline_ms = deadline_ms
 
 
 class ProviderError(SmsGatewayError):

@@ -1,7 +1,7 @@
 """structlog set-up: JSON lines in production, a readable console in ``smsgw dev``; secrets never printed.
 
 Our own lines go through structlog's native pipeline (a filtering logger: a disabled level costs nothing, and
-no stdlib round trip), written straight to stdout. Lines from other libraries (aiohttp, arq, asyncio) come in
+no stdlib round trip), written straight to stdout. Lines from other libraries (aiohttp, asyncio) come in
 through stdlib logging and get the same processors. The redaction processor runs last before rendering, on
 every value of every line: it blanks the configured secrets wherever they appear, any ``key=...`` query
 parameter (uBill's key travels in URLs) and bearer tokens, and masks phone numbers (``995511***242``).
@@ -58,7 +58,7 @@ def redactor(secrets: Iterable[str]) -> structlog.types.Processor:
 
 
 def configure(fmt: str = "json", level: str = "info", secrets: Iterable[str] = (), process: str = "") -> None:
-    """Configure structlog, and route stdlib logging (aiohttp, arq) through the same processors."""
+    """Configure structlog, and route stdlib logging (aiohttp, asyncio) through the same processors."""
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -98,8 +98,7 @@ def configure(fmt: str = "json", level: str = "info", secrets: Iterable[str] = (
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS[level])
-    # arq logs two lines per job and aiohttp's access log carries query strings: our own lines replace both.
-    logging.getLogger("arq").setLevel(logging.WARNING)
+    # aiohttp's access log carries query strings: our own request lines replace it.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 

@@ -202,6 +202,12 @@ class WorkerMetrics:
         self.dead_letter_units = Gauge(
             "smsgw_dead_letter_units", "Dead letters kept for inspection and replay.", registry=r
         )
+        self.foreign_callbacks = Counter(
+            "smsgw_callbacks_foreign_total",
+            "Kept callbacks whose smsID was never recorded within SMSGW_ORPHAN_TTL: sends this gateway "
+            "never made (other integrations on the same uBill account); they changed nothing.",
+            registry=r,
+        )
         self.orphan_callbacks = Gauge(
             "smsgw_orphan_callback_sms_ids",
             "smsIDs with callbacks kept until their send is recorded.",

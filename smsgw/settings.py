@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,8 +29,6 @@ LANES: tuple[str, ...] = ("otp", "transactional", "bulk")
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_WORKER_HTTP_PORT = 9091
 DEFAULT_UBILL_BASE_URL = "https://api.ubill.dev/v1"
-DEFAULT_VALIDITY_OTP = 300
-DEFAULT_VALIDITY_OTHER = 86_400
 MAX_BODY_BYTES = 1024 * 1024
 _CLIENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
@@ -174,11 +173,16 @@ class Settings:
         return settings
 
     def _check_consistency(self) -> None:
-        if self.ubill_rate_numbers and self.batch_size > self.ubill_rate_numbers:
-            raise SettingsError(
-                "SMSGW_BATCH_SIZE: must not exceed SMSGW_UBILL_RATE_NUMBERS "
-                f"({self.batch_size} > {self.ubill_rate_numbers}), or no call could ever fit in a second"
-            )
+        if self.ubill_rate_numbers:
+            # OTP's reserve is never lent out: what is left is the most a transactional or bulk call can get.
+            room = self.ubill_rate_numbers - math.floor(self.otp_reserve * self.ubill_rate_numbers)
+            if self.batch_size > room:
+                raise SettingsError(
+                    f"SMSGW_BATCH_SIZE: {self.batch_size} numbers per call cannot fit in one second of "
+                    f"SMSGW_UBILL_RATE_NUMBERS={self.ubill_rate_numbers} once "
+                    f"SMSGW_OTP_RESERVE={self.otp_reserve:g} "
+                    f"is kept for OTP (at most {room}): lower the batch size or raise the rate"
+                )
         if self.otp_reserve + self.min_share_transactional + self.min_share_bulk > 1.0:
             raise SettingsError(
                 "SMSGW_OTP_RESERVE: with SMSGW_MIN_SHARE_TRANSACTIONAL and SMSGW_MIN_SHARE_BULK "

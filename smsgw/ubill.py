@@ -11,7 +11,6 @@ a log line or a chained exception: errors are rebuilt from the exception's class
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import re
 from collections.abc import Mapping
@@ -35,7 +34,6 @@ __all__ = [
     "Callback",
     "UbillClient",
     "format_local",
-    "numbers_per_call",
     "parse_callback",
     "parse_send_time",
 ]
@@ -54,8 +52,6 @@ REFUSALS: Final[dict[int, str]] = {
     90: "JSON error",
     99: "general error",
 }
-_KEY_ALLOWANCE = 80  # the gateway splits batches without knowing the worker's key: assume one this long
-_MAX_NUMBER_LENGTH = 15  # E.164
 _SMS_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _NUMBER = re.compile(r"^\d{6,15}$")
 
@@ -79,24 +75,6 @@ def send_params(numbers: list[str], text: str, brand_id: int, otp: bool, stop_li
     if otp:
         params["otp"] = "true"
     return params
-
-
-@functools.lru_cache(maxsize=1024)  # callers repeat their texts; building URLs costs more than the send
-def numbers_per_call(
-    base_url: str, text: str, brand_id: int, otp: bool, stop_list: bool, max_url_length: int, batch_size: int
-) -> int:
-    """How many numbers fit in one GET send URL under ``max_url_length`` (at least 1, at most batch_size).
-
-    When even one number does not fit, the client sends that call as a POST with a JSON body instead.
-    """
-    fixed = _send_url(base_url, "k" * _KEY_ALLOWANCE, send_params([], text, brand_id, otp, stop_list))
-    per_number = (
-        len(str(URL("http://x/").with_query({"n": "1,2"})))
-        - len(str(URL("http://x/").with_query({"n": "12"})))
-        + _MAX_NUMBER_LENGTH
-    )
-    room = max_url_length - len(str(fixed))
-    return max(1, min(batch_size, room // per_number))
 
 
 def _send_url(base_url: str, key: str, params: dict[str, str]) -> URL:
@@ -183,21 +161,15 @@ class UbillClient:
         url = _send_url(self._base, self._key.reveal(), params)
         if len(str(url)) <= self._max_url_length:
             body = await self._call("GET", url, None, sends=True)
-        else:
+        else:  # a long text or many numbers: a POST JSON body has no URL limit
             payload: dict[str, Any] = {**params, "brandID": brand_id, "numbers": numbers}
             body = await self._call("POST", URL(self._base + "/sms/send"), payload, sends=True)
-        status = _status_id(body)
-        if status != 0:
-            raise ProviderRefused(status, str(body.get("message") or refusal_reason(status)))
         sms_id = body.get("smsID")
         return None if sms_id in (None, "") else str(sms_id)
 
     async def report(self, sms_id: str) -> list[tuple[str, int]]:
         """Per-number callback codes of one smsID (used to settle recipients whose callbacks never came)."""
         body = await self._call("GET", self._url(f"/sms/report/{sms_id}"), None, sends=False)
-        status = _status_id(body)
-        if status != 0:
-            raise ProviderRefused(status, str(body.get("message") or refusal_reason(status)))
         result = body.get("result") or []
         out = []
         for item in result if isinstance(result, list) else []:
@@ -207,9 +179,6 @@ class UbillClient:
 
     async def balance(self) -> int:
         body = await self._call("GET", self._url("/sms/balance"), None, sends=False)
-        status = _status_id(body)
-        if status != 0:
-            raise ProviderRefused(status, str(body.get("message") or refusal_reason(status)))
         return int(str(body.get("sms", "0")))
 
     async def brands(self) -> list[dict[str, Any]]:
@@ -253,6 +222,8 @@ class UbillClient:
 
     @staticmethod
     def _decode(status: int, raw: bytes, retry_after: str | None) -> dict[str, Any]:
+        """Every answer is classified here: 429 and 5xx are unavailability, anything without a JSON statusID
+        is a bad answer (retried), ``statusID != 0`` is a refusal (final), 0 is the body to read."""
         if status == 429:
             delay = float(retry_after) if retry_after and retry_after.isdigit() else None
             raise ProviderUnavailable("uBill answered 429", "rate_limited", delay)
@@ -264,4 +235,7 @@ class UbillClient:
             raise ProviderUnavailable(f"uBill answered HTTP {status} without JSON", "bad_answer") from None
         if not isinstance(body, dict) or not str(body.get("statusID", "")).lstrip("-").isdigit():
             raise ProviderUnavailable(f"uBill answered HTTP {status} without a statusID", "bad_answer")
+        status_id = _status_id(body)
+        if status_id != 0:
+            raise ProviderRefused(status_id, str(body.get("message") or refusal_reason(status_id)))
         return body

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from smsgw.embedded_redis import EmbeddedRedis
+from smsgw.devtools.redis import EmbeddedRedis
 
 
 @pytest.fixture(autouse=True)

@@ -19,11 +19,14 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from redis.asyncio import Redis
 
 from smsgw.gateway.app import create_app
 from smsgw.sandbox import SandboxConfig
 from smsgw.sandbox import create_app as create_sandbox
 from smsgw.settings import Settings, token_sha256
+from smsgw.store import keys
+from smsgw.store.records import MessageView
 from smsgw.worker.main import WorkerProcess
 
 TOKENS = {
@@ -60,6 +63,13 @@ CLIENTS = [
     },
 ]
 ROOT = Path(__file__).resolve().parent.parent
+
+
+async def stored(redis: Redis, message_id: str) -> MessageView:
+    """A message as the store holds it (the store's own typed view: tests read no raw fields either)."""
+    fields: dict[str, str] = await redis.hgetall(keys.message(message_id))
+    assert fields, f"message {message_id} is not stored"
+    return MessageView.parse(message_id, fields)
 
 
 def base_env(redis_url: str, ubill_url: str, **overrides: str) -> dict[str, str]:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from smsgw.dev import DEV_TOKEN
-from smsgw.embedded_redis import free_port
+from smsgw.devtools.redis import free_port
+from smsgw.devtools.run import DEV_TOKEN
 from smsgw.settings import token_sha256
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from smsgw import keys
 from smsgw.client import (
     BadRequestError,
     ConflictError,
@@ -30,7 +29,8 @@ from smsgw.client import (
     ValidationError,
     _SseParser,
 )
-from smsgw.embedded_redis import EmbeddedRedis
+from smsgw.devtools.redis import EmbeddedRedis
+from smsgw.store import keys
 from tests.harness import TOKENS, Stack
 
 A, B = "995511194242", "995511194243"

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 from redis.asyncio import Redis
 
-from smsgw.embedded_redis import free_port
+from smsgw.devtools.redis import free_port
 from tests.harness import (
     CALLBACK_KEY,
     TOKENS,

@@ -52,6 +52,9 @@ values = ["995511194242", "995511194243", "995599000001"]
 [dictionaries.brands]
 values = [1, 2]
 
+[dictionaries.idempotency_keys]
+values = [{idempotency_keys}]
+
 [dictionaries.stream_ids]
 values = ["0", "0-0"]
 
@@ -64,6 +67,7 @@ include-method = "POST"
 [operations.parameters]
 "body.to[*]" = {{ dictionary = "numbers", probability = 0.7 }}
 "body.brand_id" = {{ dictionary = "brands", probability = 0.8 }}
+"header.Idempotency-Key" = {{ dictionary = "idempotency_keys", probability = 0.9 }}
 
 [[operations]]
 include-path = "/callbacks/ubill"
@@ -147,7 +151,14 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     redis_url: str, tmp_path: Path
 ) -> None:
     config = tmp_path / "schemathesis.toml"
-    config.write_text(CONFIG.format(callback_key=CALLBACK_KEY, admin_token=TOKENS["ops"]), encoding="utf-8")
+    # Many distinct keys: a key is single-use per body, and hypothesis would otherwise reuse its simplest one.
+    idempotency_keys = ", ".join(f'"fuzz-{i}"' for i in range(400))
+    config.write_text(
+        CONFIG.format(
+            callback_key=CALLBACK_KEY, admin_token=TOKENS["ops"], idempotency_keys=idempotency_keys
+        ),
+        encoding="utf-8",
+    )
     report = tmp_path / "report.json"
     async with Stack(redis_url, worker=False) as stack:
         await _seed_events(stack)

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from smsgw.embedded_redis import free_port
+from smsgw.devtools.redis import free_port
 from smsgw.errors import ProviderError, ProviderOutcomeUnknown, ProviderRefused, ProviderUnavailable
 from smsgw.settings import Secret
 from smsgw.ubill import UbillClient, parse_callback

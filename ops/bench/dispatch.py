@@ -17,10 +17,11 @@ import time
 import uuid
 from typing import Any
 
+from arq.constants import job_key_prefix
+
 from ops.bench.arq_baseline import job_record
 from ops.bench.harness import Bench
 from ops.bench.report import Row
-from smsgw import keys
 
 __all__ = ["run"]
 
@@ -86,7 +87,7 @@ async def _arq_noop(bench: Bench, jobs: int, cap: float, poll_delay: float) -> d
     async with bench.redis.pipeline(transaction=False) as pipe:
         for _ in range(jobs):
             job_id = uuid.uuid4().hex
-            pipe.psetex(keys.ARQ_JOB_PREFIX + job_id, 86_400_000, record)
+            pipe.psetex(job_key_prefix + job_id, 86_400_000, record)
             pipe.zadd(ARQ_QUEUE, {job_id: now})
         await pipe.execute()
     spawned = time.monotonic()

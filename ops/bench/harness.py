@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 
 from ops.bench.numbers import NumberSource
 from ops.bench.procs import Proc, cpu_seconds, pin, spawn, wait_http
-from smsgw.embedded_redis import EmbeddedRedis, free_port
+from smsgw.devtools.redis import EmbeddedRedis, free_port
 from smsgw.settings import Settings, token_sha256
 
 __all__ = ["TOKEN", "Bench", "Posted"]

@@ -13,7 +13,7 @@ from typing import Any
 
 from ops.bench.harness import Bench
 from ops.bench.report import Row
-from smsgw import keys
+from smsgw.store import keys
 
 __all__ = ["run"]
 
@@ -43,9 +43,6 @@ async def run(bench: Bench) -> tuple[list[Row], dict[str, Any]]:
         first_id = str(json.loads(posted[0].body)["id"])
         breakdown = {
             "message_hash_bytes": await bench.redis.memory_usage(keys.message(first_id), samples=0),
-            "one_job_record_bytes": await bench.redis.memory_usage(
-                keys.job(keys.unit_id(first_id, 0)), samples=0
-            ),
             "bulk_lane_zset_bytes": await bench.redis.memory_usage(keys.lane_queue("bulk"), samples=0),
             "keys": await bench.redis.dbsize(),
         }

@@ -23,11 +23,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import job_key_prefix
 
 from ops.bench.arq_baseline import job_record
 from ops.bench.harness import Bench
 from ops.bench.report import Row, summary
-from smsgw import keys
+from smsgw.store import keys
 
 __all__ = ["run"]
 
@@ -203,7 +204,7 @@ async def _arq_phase(bench: Bench, count: int) -> dict[str, Any]:
                 for _ in range(max(1, -(-recipients // UNIT))):
                     job_id = uuid.uuid4().hex
                     record = job_record("send", (bench.numbers.take(UNIT), BULK_TEXT, False), now)
-                    pipe.psetex(keys.ARQ_JOB_PREFIX + job_id, 86_400_000, record)
+                    pipe.psetex(job_key_prefix + job_id, 86_400_000, record)
                     pipe.zadd(ARQ_QUEUE, {job_id: now})
                 await pipe.execute()
 

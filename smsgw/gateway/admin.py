@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from smsgw import keys
 from smsgw.clock import iso
+from smsgw.command import SendCommand
 from smsgw.errors import Conflict, Forbidden, NotFound
-from smsgw.gateway.context import GATEWAY, Gateway, client_of
+from smsgw.gateway.context import GATEWAY, client_of
 from smsgw.gateway.jsonio import json_response
 from smsgw.gateway.submit import submit
-from smsgw.gateway.validation import SendRequest
-from smsgw.records import Recipient, Unit, resource
-from smsgw.redisdb import hash_fields
-from smsgw.settings import DEFAULT_VALIDITY_OTHER, DEFAULT_VALIDITY_OTP
+from smsgw.store.messages import Replayed
+from smsgw.store.statuses import FAILED, UNIT_DEAD
+from smsgw.store.upkeep import DeadLetter
 
 __all__ = ["routes"]
 
@@ -31,45 +30,26 @@ def _require_admin(request: web.Request) -> None:
         raise Forbidden("dead letters are for admin clients")
 
 
-async def _dead_letter(gw: Gateway, dead_id: str) -> tuple[str, Unit, dict[str, str]]:
-    message_id, _, k = dead_id.rpartition(":")
-    fields = await hash_fields(gw.redis, keys.message(message_id)) if k.isdigit() else {}
-    raw = fields.get(f"u:{k}")
-    if not raw:
-        raise NotFound(f"no dead letter {dead_id}")
-    return message_id, Unit.parse(int(k), raw), fields
-
-
-def _describe(
-    dead_id: str, dead_ms: float, message_id: str, unit: Unit, fields: dict[str, str]
-) -> dict[str, object]:
-    numbers = fields.get(f"n:{unit.k}", "").split(",")
+def _describe(letter: DeadLetter) -> dict[str, object]:
+    meta, unit = letter.view.meta, letter.unit
     return {
-        "id": dead_id,
-        "message_id": message_id,
+        "id": letter.id,
+        "message_id": meta.id,
         "unit": unit.k,
-        "client": fields.get("c"),
-        "priority": fields.get("p"),
-        "numbers": numbers,
+        "client": meta.client,
+        "priority": meta.lane,
+        "numbers": list(letter.view.unit_numbers[unit.k]),
         "reason": unit.reason,
         "attempts": unit.tries,
-        "dead_at": iso(int(dead_ms)),
+        "dead_at": iso(letter.dead_ms),
     }
 
 
 @routes.get("/v1/admin/dead-letters")
 async def list_dead_letters(request: web.Request) -> web.Response:
     _require_admin(request)
-    gw = request.app[GATEWAY]
-    entries = await gw.redis.zrevrange(keys.DEAD, 0, MAX_LIST - 1, withscores=True)
-    items = []
-    for dead_id, score in entries:
-        try:
-            message_id, unit, fields = await _dead_letter(gw, dead_id)
-        except NotFound:
-            continue
-        items.append(_describe(dead_id, score, message_id, unit, fields))
-    return json_response({"dead_letters": items})
+    letters = await request.app[GATEWAY].store.upkeep.dead_letters(MAX_LIST)
+    return json_response({"dead_letters": [_describe(letter) for letter in letters]})
 
 
 @routes.post("/v1/admin/dead-letters/{id}/replay")
@@ -77,41 +57,37 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
     _require_admin(request)
     gw = request.app[GATEWAY]
     dead_id = request.match_info["id"]
-    message_id, unit, fields = await _dead_letter(gw, dead_id)
-    replay_id = f"{message_id}-r{unit.k}"
-    if unit.state != "dead":
+    letter = await gw.store.upkeep.dead_letter(dead_id)
+    if letter is None:
+        raise NotFound(f"no dead letter {dead_id}")
+    view, unit = letter.view, letter.unit
+    replay_id = f"{view.meta.id}-r{unit.k}"
+    if unit.state != UNIT_DEAD:
         raise Conflict(f"unit {dead_id} is not a dead letter (state {unit.state}); nothing is sent again")
-    owner = gw.settings.client_by_name(fields["c"])
+    owner = gw.settings.client_by_name(view.meta.client)
     if owner is None:
-        raise Conflict(f"client {fields['c']} is no longer configured")
-    numbers = [
-        n for n in fields[f"n:{unit.k}"].split(",") if Recipient.parse(n, fields[f"r:{n}"]).status == "failed"
+        raise Conflict(f"client {view.meta.client} is no longer configured")
+    failed = [
+        r.number for r in view.recipients() if r.number in view.unit_numbers[unit.k] and r.status == FAILED
     ]
-    if not numbers:
+    if not failed:
         raise Conflict(f"dead letter {dead_id} has no failed recipient left to replay")
-    lane = fields["p"]
-    send = SendRequest(
-        numbers=numbers,
-        text=fields["t"],
-        brand_id=int(fields["b"]),
-        lane=lane,
-        send_at_ms=None,
-        validity_s=DEFAULT_VALIDITY_OTP if lane == "otp" else DEFAULT_VALIDITY_OTHER,
-        stop_list=fields.get("sl") == "1",
-        reference=fields.get("ref") or None,
+    command = SendCommand(
+        numbers=tuple(failed),
+        text=view.text,
+        brand_id=view.meta.brand_id,
+        lane=view.meta.lane,
+        stop_list=view.meta.stop_list,
+        reference=view.meta.reference,
+        sealed=view.sealed,
+        billing=(view.meta.segments, view.meta.encoding),
     )
     try:
-        done = await submit(gw, owner, send, message_id=replay_id)
+        done = await submit(gw, owner, command, message_id=replay_id)
     except Conflict:
-        await _mark_replayed(gw, message_id, unit, dead_id, replay_id)
+        await gw.store.upkeep.mark_replayed(letter, replay_id)
         raise Conflict(f"dead letter {dead_id} was already replayed as {replay_id}") from None
-    await _mark_replayed(gw, message_id, unit, dead_id, replay_id)
-    return json_response(resource(done.message.id, done.fields), status=202)
-
-
-async def _mark_replayed(gw: Gateway, message_id: str, unit: Unit, dead_id: str, replay_id: str) -> None:
-    value = f"replayed:{replay_id}|{unit.owner}|{unit.sms_id}|{unit.tries}|{unit.reason}"
-    async with gw.redis.pipeline(transaction=True) as pipe:
-        pipe.hset(keys.message(message_id), f"u:{unit.k}", value)
-        pipe.zrem(keys.DEAD, dead_id)
-        await pipe.execute()
+    await gw.store.upkeep.mark_replayed(letter, replay_id)
+    if isinstance(done, Replayed):  # pragma: no cover - replays carry no idempotency key
+        raise Conflict(f"dead letter {dead_id} was already replayed as {replay_id}")
+    return json_response(done.view.resource(), status=202)

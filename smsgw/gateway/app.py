@@ -9,16 +9,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from smsgw.batching import ScriptBatcher
+from smsgw.errors import StoreUnavailable
 from smsgw.gateway import admin, callbacks, events, facade, messages, observe, ops, problems
 from smsgw.gateway.auth import Authenticator, bearer_token
 from smsgw.gateway.context import CLIENT, GATEWAY, Gateway
 from smsgw.gateway.events import BLOCK_MS
 from smsgw.gateway.ratelimit import enforce_client_rate
-from smsgw.lua import Scripts
 from smsgw.metrics import GatewayMetrics
-from smsgw.redisdb import REDIS_ERRORS, connect, durability
 from smsgw.settings import MAX_BODY_BYTES, Settings
+from smsgw.store import Store
+from smsgw.store.connection import connect
 
 __all__ = ["create_app"]
 
@@ -40,7 +40,8 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
             gw = request.app[GATEWAY]
             client = gw.auth.require(bearer_token(request))
             request[CLIENT] = client
-            await enforce_client_rate(gw, client)
+            if not (path == "/v1/messages" and request.method == "POST"):  # a send checks it in its accept
+                await enforce_client_rate(gw, client)
         response = await handler(request)
     except Exception as exc:
         response = problems.answer(request, exc)
@@ -52,7 +53,8 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     gw = app[GATEWAY]
     try:
-        gw.durability = await durability(gw.redis)
+        gw.durability = await gw.store.durability()
+        await gw.store.messages.sync_clock()
         gw.metrics.redis_durable.set(1 if gw.durability.durable else 0)
         if not gw.durability.durable:
             log.warning(
@@ -60,24 +62,25 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                 **gw.durability.as_dict(),
                 detail="accepted work can be lost if Redis crashes: run appendonly yes, appendfsync always",
             )
-    except REDIS_ERRORS as exc:
-        log.error("redis.unreachable_at_start", error=type(exc).__name__)
+    except StoreUnavailable as exc:
+        log.error("redis.unreachable_at_start", error=str(exc))
+    clock = asyncio.create_task(gw.store.messages.keep_clock())
     yield
-    await gw.redis.aclose()
+    clock.cancel()
+    for task in list(gw.tasks):
+        task.cancel()
+    await asyncio.gather(clock, *gw.tasks, return_exceptions=True)
+    await gw.store.close()
     await gw.blocking.aclose()
 
 
 def create_app(settings: Settings) -> web.Application:
-    redis = connect(settings)
-    scripts = Scripts.load(redis)
     gateway = Gateway(
         settings=settings,
-        redis=redis,
+        store=Store(settings),
         blocking=connect(settings, blocking=BLOCK_MS / 1000),
-        scripts=scripts,
         metrics=GatewayMetrics(),
         auth=Authenticator(settings.clients),
-        accept=ScriptBatcher(redis, scripts.accept),
     )
     app = web.Application(middlewares=[edge], client_max_size=MAX_BODY_BYTES)
     app[GATEWAY] = gateway

@@ -12,10 +12,10 @@ import structlog
 from aiohttp import web
 
 from smsgw.clock import now_ms
-from smsgw.delivery import apply_provider_status
-from smsgw.gateway.context import GATEWAY, Gateway
+from smsgw.errors import StoreUnavailable
+from smsgw.gateway.context import GATEWAY, REDIS_ERROR, Gateway
 from smsgw.phones import mask
-from smsgw.statuses import TERMINAL
+from smsgw.store.statuses import TERMINAL
 from smsgw.ubill import Callback, parse_callback
 
 __all__ = ["routes"]
@@ -57,15 +57,17 @@ async def ubill_callback(request: web.Request) -> web.Response:
     except ValueError as exc:
         gw.metrics.callbacks.labels("-", "bad_request").inc()
         return web.Response(status=400, text=f"Bad Request: {exc}")
-    await apply_callback(gw, callback)
+    try:
+        await apply_callback(gw, callback)
+    except StoreUnavailable:
+        request[REDIS_ERROR] = True  # uBill retries anything but a 2xx: nothing is lost
+        return web.Response(status=503, text="Service Unavailable", headers={"Retry-After": "1"})
     return web.Response(text="OK")
 
 
 async def apply_callback(gw: Gateway, callback: Callback) -> str:
     occurred = int(callback.occurred_at.timestamp() * 1000)
-    applied = await apply_provider_status(
-        gw.scripts, gw.settings, callback.sms_id, callback.number, callback.status_id, occurred
-    )
+    applied = await gw.store.deliveries.apply(callback.sms_id, callback.number, callback.status_id, occurred)
     gw.metrics.callbacks.labels(applied.status, applied.outcome).inc()
     if applied.outcome in ("applied", "adopted") and applied.status in TERMINAL and applied.created_ms:
         elapsed = max(0.0, (now_ms() - applied.created_ms) / 1000)

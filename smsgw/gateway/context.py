@@ -1,18 +1,19 @@
-"""What every gateway handler reaches through ``request.app[GATEWAY]``: settings, Redis, scripts, metrics."""
+"""What every gateway handler reaches through ``request.app[GATEWAY]``: settings, the store, metrics, auth."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from redis.asyncio import Redis
 
-from smsgw.batching import ScriptBatcher
 from smsgw.gateway.auth import Authenticator
-from smsgw.lua import Scripts
 from smsgw.metrics import GatewayMetrics
-from smsgw.redisdb import Durability
 from smsgw.settings import Client, Settings
+from smsgw.store import Store
+from smsgw.store.connection import Durability
 
 __all__ = ["CLIENT", "GATEWAY", "MESSAGE_ID", "REDIS_ERROR", "REQUEST_ID", "Gateway", "client_of"]
 
@@ -20,13 +21,16 @@ __all__ = ["CLIENT", "GATEWAY", "MESSAGE_ID", "REDIS_ERROR", "REQUEST_ID", "Gate
 @dataclass
 class Gateway:
     settings: Settings
-    redis: Redis
-    blocking: Redis  # its own pool: SSE streams park in XREAD BLOCK without starving the API
-    scripts: Scripts
+    store: Store
+    blocking: Redis  # its own pool: event streams park in XREAD BLOCK without starving the API
     metrics: GatewayMetrics
     auth: Authenticator
-    accept: ScriptBatcher  # the accept script, batched: concurrent POSTs share one pipeline
     durability: Durability | None = field(default=None)
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)  # background work a request left behind
+
+    @property
+    def redis(self) -> Redis:
+        return self.store.redis
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

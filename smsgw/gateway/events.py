@@ -10,13 +10,14 @@ import asyncio
 import re
 from typing import Any
 
+import redis.exceptions
 from aiohttp import web
 
-from smsgw import keys
 from smsgw.errors import BadRequest
-from smsgw.events import sse_frame
 from smsgw.gateway.context import GATEWAY, Gateway, client_of
-from smsgw.redisdb import REDIS_ERRORS
+from smsgw.store import keys
+from smsgw.store.connection import is_unavailable
+from smsgw.store.events import sse_frame
 
 __all__ = ["BLOCK_MS", "SHUTTING_DOWN", "end_streams", "routes"]
 
@@ -43,7 +44,9 @@ async def _next_batch(gw: Gateway, stream: str, last: str, stop: asyncio.Future[
         return []
     try:
         batches: list[Any] = read.result()
-    except REDIS_ERRORS:
+    except redis.exceptions.RedisError as exc:
+        if not is_unavailable(exc):
+            raise
         await asyncio.sleep(0.5)
         return None
     return batches

@@ -4,33 +4,43 @@ An unmodified uBill client switches by changing its base URL: the gateway token 
 (``key`` query parameter, form/JSON field or header). Answers keep uBill's shapes and statusIDs; the work is
 queued, prioritised, retried and tracked like any ``POST /v1/messages``. Like uBill, invalid numbers are
 dropped from a call rather than failing it; only a call with no valid number is refused (statusID 50).
+
+Retrying safely: uBill has no idempotency key, so a uBill client that got an HTTP 503 cannot know whether its
+send was stored. A plain 503 means it was not. When the gateway itself could not establish it ("outcome
+unknown"), it keeps asking Redis in the background and, if the send turns out stored, the identical call
+repeated within ``FACADE_RETRY_TTL`` answers the original smsID instead of sending again. A client that can
+add a header may also send ``Idempotency-Key``, which works as on ``POST /v1/messages``.
 """
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime, timedelta
+import asyncio
+import hashlib
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+import structlog
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from smsgw import keys
-from smsgw.errors import ProblemError, TooManyRequests
-from smsgw.gateway.context import CLIENT, GATEWAY, MESSAGE_ID, REDIS_ERROR
+from smsgw.command import MAX_OTP_RECIPIENTS, MAX_RECIPIENTS, MAX_TEXT, SendCommand, schedule_problem
+from smsgw.errors import ProblemError, StoreOutcomeUnknown, StoreUnavailable, TooManyRequests
+from smsgw.gateway.context import CLIENT, GATEWAY, MESSAGE_ID, REDIS_ERROR, Gateway
+from smsgw.gateway.idempotency import HEADER, idempotency
 from smsgw.gateway.jsonio import json_response, loads
 from smsgw.gateway.ratelimit import enforce_client_rate
 from smsgw.gateway.submit import submit
-from smsgw.gateway.validation import MAX_OTP_RECIPIENTS, MAX_RECIPIENTS, MAX_TEXT, SendRequest
 from smsgw.phones import normalise_many
-from smsgw.records import Recipient, numbers_in_order
-from smsgw.redisdb import REDIS_ERRORS, hash_fields
-from smsgw.settings import DEFAULT_VALIDITY_OTHER, DEFAULT_VALIDITY_OTP, MAX_BODY_BYTES, Client
-from smsgw.statuses import to_ubill_code
+from smsgw.settings import MAX_BODY_BYTES, Client
+from smsgw.store import keys
+from smsgw.store.messages import Replayed
+from smsgw.store.statuses import to_ubill_code
 from smsgw.ubill import parse_send_time
 
 __all__ = ["routes"]
 
+log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 
 
@@ -71,7 +81,7 @@ async def _params(request: web.Request) -> dict[str, Any]:
     return params
 
 
-async def _client(request: web.Request, params: dict[str, Any]) -> Client:
+async def _client(request: web.Request, params: dict[str, Any], *, rate: bool = True) -> Client:
     gw = request.app[GATEWAY]
     header = request.headers.get("Authorization", "")
     bearer = header[7:].strip() if header.lower().startswith("bearer ") else None
@@ -80,10 +90,11 @@ async def _client(request: web.Request, params: dict[str, Any]) -> Client:
     if client is None:
         raise Refusal(99, "Invalid API key", 401)
     request[CLIENT] = client
-    try:
-        await enforce_client_rate(gw, client)
-    except TooManyRequests as exc:
-        raise Refusal(99, "Too many requests", 429) from exc
+    if rate:  # a send checks the rate in its own accept script
+        try:
+            await enforce_client_rate(gw, client)
+        except TooManyRequests as exc:
+            raise Refusal(99, "Too many requests", 429) from exc
     return client
 
 
@@ -103,7 +114,7 @@ def _numbers(value: Any) -> list[str]:
     return []
 
 
-def _send_request(request: web.Request, client: Client, params: dict[str, Any]) -> SendRequest:
+def _send_command(request: web.Request, client: Client, params: dict[str, Any]) -> SendCommand:
     settings = request.app[GATEWAY].settings
     brand = params.get("brandID")
     try:
@@ -126,16 +137,13 @@ def _send_request(request: web.Request, client: Client, params: dict[str, Any]) 
     otp = _flag(params.get("otp"), False)
     if otp and (not client.otp or len(numbers) > MAX_OTP_RECIPIENTS):
         raise Refusal(99, f"otp needs OTP permission and at most {MAX_OTP_RECIPIENTS} numbers")
-    send_at = _send_time(params.get("sendTime"))
-    return SendRequest(
-        numbers=numbers,
+    return SendCommand(
+        numbers=tuple(numbers),
         text=text,
         brand_id=brand_id,
         lane="otp" if otp else "transactional",
-        send_at_ms=send_at,
-        validity_s=DEFAULT_VALIDITY_OTP if otp else DEFAULT_VALIDITY_OTHER,
+        send_at_ms=_send_time(params.get("sendTime")),
         stop_list=_flag(params.get("stopList"), True),
-        reference=None,
     )
 
 
@@ -146,29 +154,72 @@ def _send_time(raw: Any) -> int | None:
         moment = parse_send_time(str(raw))
     except ValueError:
         raise Refusal(99, "sendTime must be Y-m-d H:i") from None
-    now = datetime.now(UTC)
-    if moment <= now or moment - now > timedelta(days=30):
+    at = int(moment.timestamp() * 1000)
+    if schedule_problem(at, int(datetime.now(UTC).timestamp() * 1000)):
         raise Refusal(99, "sendTime must be in the future (at most 30 days ahead)")
-    return int(moment.timestamp() * 1000)
+    return at
+
+
+def _fingerprint(command: SendCommand) -> str:
+    """The identity of a facade call for recognising its retry: what it would send, and when."""
+    fields = [
+        command.brand_id,
+        list(command.numbers),
+        command.text,
+        command.lane,
+        command.stop_list,
+        command.send_at_ms,
+    ]
+    return hashlib.sha256(orjson.dumps(fields)).hexdigest()
+
+
+async def _resolve_later(gw: Gateway, client: Client, fingerprint: str, unknown: StoreOutcomeUnknown) -> None:
+    """Keep asking whether a send answered "outcome unknown" was stored; if so, its retry gets its smsID."""
+    for _ in range(keys.FACADE_RETRY_TTL // 5):
+        found = await gw.store.messages.resolve(unknown.message_id, unknown.deadline_ms, patience=5.0)
+        if found is None:
+            continue
+        if found is not False and found:
+            try:
+                await gw.store.messages.remember_facade_retry(
+                    client.name, fingerprint, unknown.message_id, found
+                )
+            except StoreUnavailable:
+                continue
+        log.info("facade.outcome_resolved", message_id=unknown.message_id, stored=found is not False)
+        return
 
 
 @routes.route("*", "/v1/sms/send")
 async def send(request: web.Request) -> web.Response:
     if request.method not in ("GET", "POST"):
         return Refusal(99, "Method not allowed", 405).response({"Allow": "GET, POST"})
+    gw = request.app[GATEWAY]
     try:
         params = await _params(request)
-        client = await _client(request, params)
-        done = await submit(request.app[GATEWAY], client, _send_request(request, client, params), facade=True)
+        client = await _client(request, params, rate=False)
+        command = _send_command(request, client, params)
+        fingerprint = _fingerprint(command)
+        key = idempotency(request.headers.get(HEADER), client, "facade", params)
+        retry_key = keys.facade_retry(client.name, fingerprint)
+        done = await submit(gw, client, command, idempotency=key, facade=True, facade_retry=retry_key)
     except Refusal as refusal:
         retry = {"Retry-After": "1"} if refusal.http_status == 429 else None
         return refusal.response(retry)
-    except ProblemError as problem:
-        return Refusal(99, problem.detail, problem.status).response(problem.headers)
-    except REDIS_ERRORS:
+    except StoreOutcomeUnknown as unknown:
+        request[REDIS_ERROR] = True
+        task = asyncio.create_task(_resolve_later(gw, client, fingerprint, unknown))
+        gw.tasks.add(task)
+        task.add_done_callback(gw.tasks.discard)
+        message = "Service unavailable, outcome unknown: repeating this exact call is safe"
+        return Refusal(99, message, 503).response({"Retry-After": "2"})
+    except StoreUnavailable:
         request[REDIS_ERROR] = True
         return Refusal(99, "Service unavailable, nothing was accepted", 503).response({"Retry-After": "1"})
-    request[MESSAGE_ID] = done.message.id
+    except ProblemError as problem:
+        return Refusal(99, problem.detail, problem.status).response(problem.headers)
+    message_id = done.message_id if isinstance(done, Replayed) else done.view.meta.id
+    request[MESSAGE_ID] = message_id
     return json_response({"statusID": 0, "smsID": done.facade_id, "message": "Success"})
 
 
@@ -180,14 +231,14 @@ async def report(request: web.Request) -> web.Response:
     except Refusal as refusal:
         return refusal.response()
     sms_id = request.match_info["sms_id"]
-    message_id = await gw.redis.get(keys.facade(sms_id)) if sms_id.isdigit() else None
-    fields = await hash_fields(gw.redis, keys.message(message_id)) if message_id else {}
-    if not fields or fields.get("c") != client.name:
+    try:
+        view = await gw.store.messages.facade_message(sms_id) if sms_id.isdigit() else None
+    except StoreUnavailable:
+        request[REDIS_ERROR] = True
+        return Refusal(99, "Service unavailable", 503).response({"Retry-After": "1"})
+    if view is None or view.meta.client != client.name:
         return Refusal(99, "SMS not found").response()
-    result = [
-        {"number": n, "statusID": str(to_ubill_code(Recipient.parse(n, fields[f"r:{n}"]).status))}
-        for n in numbers_in_order(fields)
-    ]
+    result = [{"number": r.number, "statusID": str(to_ubill_code(r.status))} for r in view.recipients()]
     return json_response({"statusID": 0, "result": result})
 
 
@@ -198,7 +249,11 @@ async def balance(request: web.Request) -> web.Response:
         await _client(request, dict(request.query))
     except Refusal as refusal:
         return refusal.response()
-    raw = await gw.redis.get(keys.BALANCE)
-    if not raw:
+    try:
+        reading = await gw.store.upkeep.balance()
+    except StoreUnavailable:
+        request[REDIS_ERROR] = True
+        return Refusal(99, "Service unavailable", 503).response({"Retry-After": "1"})
+    if reading is None:
         return Refusal(99, "Balance not known yet").response()
-    return json_response({"statusID": 0, "sms": str(json.loads(raw)["sms"])})
+    return json_response({"statusID": 0, "sms": str(reading.sms)})

@@ -6,11 +6,10 @@ from importlib import resources
 
 from aiohttp import web
 
-from smsgw.errors import ServiceUnavailable
+from smsgw.errors import ServiceUnavailable, StoreUnavailable
 from smsgw.gateway.context import GATEWAY
 from smsgw.gateway.jsonio import json_response
 from smsgw.metrics import CONTENT_TYPE, render
-from smsgw.redisdb import REDIS_ERRORS, durability
 
 __all__ = ["routes"]
 
@@ -26,10 +25,10 @@ async def healthz(_request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     try:
-        await gw.redis.ping()
-        gw.durability = await durability(gw.redis)  # re-read: a failover may bring other settings
-    except REDIS_ERRORS:
-        raise ServiceUnavailable("Redis is unreachable") from None
+        await gw.store.ping()
+        gw.durability = await gw.store.durability()  # re-read: a failover may bring other settings
+    except StoreUnavailable as exc:
+        raise ServiceUnavailable(str(exc)) from None
     gw.metrics.redis_durable.set(1 if gw.durability.durable else 0)
     body = {"status": "ready", "redis": "ok", "durability": gw.durability.as_dict()}
     if not gw.durability.durable:

@@ -10,17 +10,20 @@ from aiohttp import web
 from smsgw.errors import (
     MethodNotAllowed,
     NotFound,
+    OutcomeUnknownProblem,
     PayloadTooLarge,
     ProblemError,
     ServiceUnavailable,
+    StoreOutcomeUnknown,
+    StoreUnavailable,
     UnsupportedMedia,
 )
 from smsgw.gateway.context import REDIS_ERROR
-from smsgw.redisdb import REDIS_ERRORS
 
 __all__ = ["PROBLEM_JSON", "answer", "problem_response"]
 
 PROBLEM_JSON = "application/problem+json"
+CLIENT_CLOSED = 499  # nginx's code for a request whose client went away; never reaches anyone
 log = structlog.get_logger(__name__)
 
 
@@ -55,9 +58,22 @@ def answer(request: web.Request, exc: Exception) -> web.Response:
         if exc.status < 400:
             raise exc
         return problem_response(_from_http(exc))
-    if isinstance(exc, REDIS_ERRORS):
-        log.warning("redis.unavailable", error=type(exc).__name__)
+    if isinstance(exc, StoreOutcomeUnknown):
+        log.warning("redis.outcome_unknown", message_id=exc.message_id)
         request[REDIS_ERROR] = True
-        return problem_response(ServiceUnavailable("Redis is unavailable; nothing was accepted, retry later"))
+        detail = (
+            f"Redis did not answer in time: whether message {exc.message_id} was stored is not known. "
+            "Retrying with the same Idempotency-Key is safe."
+        )
+        return problem_response(OutcomeUnknownProblem(detail))
+    if isinstance(exc, StoreUnavailable):
+        log.warning("redis.unavailable", error=str(exc))
+        request[REDIS_ERROR] = True
+        return problem_response(ServiceUnavailable(f"{exc}; nothing was accepted, retry later"))
+    if isinstance(exc, ConnectionError):  # the caller hung up mid-request: nobody to answer, nothing broken
+        log.info("request.client_gone", error=type(exc).__name__)
+        problem = ProblemError("the client closed the connection")
+        problem.status, problem.title = CLIENT_CLOSED, "Client closed request"
+        return problem_response(problem)
     log.error("request.failed", exc_info=exc)
     return problem_response(ProblemError("an unexpected error occurred; it has been logged"))

@@ -2,36 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from smsgw.clock import parse_rfc3339, to_ms
+from smsgw.command import (
+    DEFAULT_VALIDITY,
+    MAX_OTP_RECIPIENTS,
+    MAX_RECIPIENTS,
+    MAX_REFERENCE,
+    MAX_TEXT,
+    MAX_VALIDITY,
+    SendCommand,
+    schedule_problem,
+)
 from smsgw.errors import Forbidden, ValidationFailed
 from smsgw.phones import normalise_many
-from smsgw.settings import DEFAULT_VALIDITY_OTHER, DEFAULT_VALIDITY_OTP, LANES, Client, Settings
+from smsgw.settings import LANES, Client, Settings
 
-__all__ = ["SendRequest", "validate_send"]
+__all__ = ["validate_send"]
 
-MAX_RECIPIENTS = 10_000
-MAX_OTP_RECIPIENTS = 10
-MAX_TEXT = 1_600
-MAX_REFERENCE = 128
-MAX_SCHEDULE_AHEAD = timedelta(days=30)
-MAX_VALIDITY = 30 * 86_400
 FIELDS = frozenset({"to", "text", "brand_id", "priority", "send_at", "validity", "stop_list", "reference"})
-
-
-@dataclass(frozen=True)
-class SendRequest:
-    numbers: list[str]
-    text: str
-    brand_id: int
-    lane: str
-    send_at_ms: int | None
-    validity_s: int
-    stop_list: bool
-    reference: str | None
 
 
 class _Errors:
@@ -42,7 +33,7 @@ class _Errors:
         self.items.append({"field": field, "message": message})
 
 
-def validate_send(body: Any, client: Client, settings: Settings, now: datetime) -> SendRequest:
+def validate_send(body: Any, client: Client, settings: Settings, now: datetime) -> SendCommand:
     """Check a decoded JSON body against the contract; raises ``ValidationFailed`` or ``Forbidden``."""
     if not isinstance(body, dict):
         raise ValidationFailed([{"field": "", "message": "the body must be a JSON object"}])
@@ -65,7 +56,7 @@ def validate_send(body: Any, client: Client, settings: Settings, now: datetime) 
     assert brand_id is not None
     assert lane is not None
     assert text is not None
-    return SendRequest(numbers, text, brand_id, lane, send_at, validity, stop_list, reference)
+    return SendCommand(tuple(numbers), text, brand_id, lane, send_at, validity, stop_list, reference)
 
 
 def _check_permissions(client: Client, lane: str | None, brand_id: int | None) -> None:
@@ -116,15 +107,14 @@ def _send_at(value: Any, now: datetime, errors: _Errors) -> int | None:
         reason = str(exc) if "offset" in str(exc) else "must be an RFC 3339 date-time with offset"
         errors.add("send_at", reason)
         return None
-    if moment <= now:
-        errors.add("send_at", "must be in the future")
-    elif moment - now > MAX_SCHEDULE_AHEAD:
-        errors.add("send_at", "must be at most 30 days ahead")
+    problem = schedule_problem(to_ms(moment), to_ms(now))
+    if problem:
+        errors.add("send_at", problem)
     return to_ms(moment)
 
 
 def _validity(value: Any, lane: str | None, errors: _Errors) -> int:
-    default = DEFAULT_VALIDITY_OTP if lane == "otp" else DEFAULT_VALIDITY_OTHER
+    default = DEFAULT_VALIDITY[lane or "transactional"]
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_VALIDITY:

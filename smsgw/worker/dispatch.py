@@ -1,10 +1,14 @@
-"""The arq job: hand one dispatch unit (up to a batch of one message's numbers) to uBill, exactly once.
+"""One job of a lane, as a ladder that reads top to bottom (httpx's ``send`` is the model):
 
-One attempt is: breaker check → capacity → claim (Lua: cancel, expiry and send-once decided at the moment of
-dispatch; the unit is marked ``calling`` before the request leaves) → uBill call → settle (Lua). A unit found
-``calling`` by a later run means an attempt died mid-call: that outcome is unknown and follows the ambiguity
-policy instead of being blindly resent. The job never lets arq mark it failed (that would drop it): every
-failure ends in a settled status or an arq ``Retry``.
+    run(job)        what kind of job: a claimed unit to send, an attempt to settle by policy, a report to read
+    send(job)       breaker → call → record: one ``Attempt`` carried down
+    _call(attempt)  the uBill call, its answer classified once into a typed ``Answer``
+    _record(...)    the answer → an ``Outcome`` for the store (retry, backoff, dead letter, ambiguity policy)
+
+Units reach ``send`` already claimed by the take script (recipients ``dispatching``, unit ``calling`` by this
+worker, before any request leaves), so cancel, expiry and send-once are decided before the call. An outcome
+that cannot be known is never blindly resent (``_ambiguous``). A known answer is held until Redis records it,
+whatever Redis answers meanwhile (``_settle``).
 """
 
 from __future__ import annotations
@@ -12,69 +16,42 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
-from arq.worker import Retry
-from redis.asyncio import Redis
 
-from smsgw import keys
-from smsgw.clock import iso, now_ms
-from smsgw.errors import ProviderOutcomeUnknown, ProviderRefused, ProviderUnavailable
-from smsgw.events import stream_minid
-from smsgw.lua import Scripts
+from smsgw.clock import now_ms
+from smsgw.errors import (
+    ProviderError,
+    ProviderOutcomeUnknown,
+    ProviderRefused,
+    ProviderUnavailable,
+    StoreUnavailable,
+)
 from smsgw.metrics import WorkerMetrics
-from smsgw.redisdb import REDIS_ERRORS
 from smsgw.settings import Settings
+from smsgw.store.delivery import Deliveries
+from smsgw.store.dispatch import (
+    Dispatch,
+    Expired,
+    Job,
+    Mine,
+    Orphaned,
+    Outcome,
+    Reconcile,
+    Send,
+    Settled,
+    UnitRef,
+)
 from smsgw.ubill import UbillClient
 from smsgw.worker.breaker import CircuitBreaker
-from smsgw.worker.limiter import DispatchLimiter
 
-__all__ = ["Claim", "Dispatcher", "dispatch"]
+__all__ = ["Dispatcher", "backoff"]
 
 log = structlog.get_logger(__name__)
-SETTLE_PATIENCE = 60.0  # keep trying to record an outcome this long while Redis is away
-
-
-@dataclass(frozen=True)
-class Claim:
-    kind: str  # gone | done | ambiguous | empty | send
-    tries: int = 0
-    client: str = ""
-    lane: str = ""
-    brand_id: int = 0
-    text: str = ""
-    stop_list: bool = True
-    created_ms: int = 0
-    send_at_ms: int | None = None
-    expires_ms: int = 0
-    numbers: list[str] = field(default_factory=list)
-    detail: str = ""
-
-    @classmethod
-    def parse(cls, raw: list[Any]) -> Claim:
-        kind = str(raw[0])
-        if kind == "ambiguous":
-            return cls(kind, tries=int(raw[2]), expires_ms=int(raw[3]), detail=str(raw[1]))
-        if kind == "empty":
-            return cls(kind, detail=str(raw[1]), created_ms=int(raw[2]))
-        if kind != "send":
-            return cls(kind, detail=str(raw[1]) if len(raw) > 1 else "")
-        tries, client, lane, brand, text, stop_list, created, send_at, expires = raw[1:10]
-        return cls(
-            kind,
-            int(tries),
-            str(client),
-            str(lane),
-            int(brand),
-            str(text),
-            stop_list == "1",
-            int(created),
-            int(send_at) if send_at else None,
-            int(expires),
-            [str(n) for n in raw[10:]],
-        )
+RECONCILE_MAX_DELAY_MS = 6 * 3600 * 1000
+TextOpener = Callable[[str], str]
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:
@@ -82,207 +59,261 @@ def backoff(attempt: int, base: float, cap: float) -> float:
     return random.uniform(0, min(cap, base * 2 ** max(0, attempt - 1)))  # noqa: S311 - jitter, not crypto
 
 
+@dataclass(frozen=True)
+class Accepted:
+    sms_id: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    status_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    reason: str
+    cause: str  # a metric label: server_error, rate_limited, connect_error, timeout, ...
+    retry_after: float | None
+
+
+@dataclass(frozen=True)
+class Lost:
+    reason: str
+    cause: str
+
+
+Answer = Accepted | Refused | Unavailable | Lost
+
+
+@dataclass
+class Attempt:
+    job: Send
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def count(self) -> int:
+        return len(self.job.numbers)
+
+
 @dataclass
 class Dispatcher:
     settings: Settings
-    redis: Redis
-    scripts: Scripts
+    store: Dispatch
+    deliveries: Deliveries
     ubill: UbillClient
     breaker: CircuitBreaker
-    limiter: DispatchLimiter
     metrics: WorkerMetrics
-    owner: str
+    open_text: TextOpener | None = None  # decrypts sealed texts (verification codes)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    # Units whose claim this process sent but never heard back from (Redis went away): their 'calling'
-    # state is ours and no request left, so a re-run here may send without the ambiguity policy.
-    _unsent: set[str] = field(default_factory=set)
+    # Units of this process whose request may have left without its outcome being recorded. A unit claimed
+    # by this process and not in here sent nothing, so it may go again without the ambiguity policy.
+    in_doubt: set[str] = field(default_factory=set)
 
-    async def run(self, lane: str, message_id: str, k: int, n: int) -> str:
+    async def run(self, job: Job) -> str:
+        if isinstance(job, Send):
+            return await self.send(job)
+        if isinstance(job, Mine):
+            if job.unit_id in self.in_doubt:
+                return await self._ambiguous(
+                    job, job.expires_ms, job.numbers, "this worker's call was cut short"
+                )
+            await self._settle(job, Outcome.DEFER, reason="claim answer lost with Redis; nothing was sent")
+            return "deferred"
+        if isinstance(job, Orphaned):
+            reason = f"an earlier attempt died mid-call ({job.previous_owner})"
+            return await self._ambiguous(job, job.expires_ms, job.numbers, reason)
+        if isinstance(job, Reconcile):
+            return await self.reconcile(job)
+        return self.run_expired(job)
+
+    async def send(self, job: Send) -> str:
         if self.breaker.blocked():
-            self.metrics.retries.labels(lane, "breaker_open").inc()
-            raise Retry(defer=self.breaker.remaining() + random.uniform(0.05, 0.5))  # noqa: S311
-        await self.limiter.acquire(lane, n, self.stopping)
-        claim = await self._claim(message_id, k)
-        if claim.kind == "ambiguous" and claim.detail == self.owner and self._sent_nothing(message_id, k):
-            await self._settle(
-                message_id, k, "retry", reason="claim answer lost with Redis; nothing was sent"
-            )
-            raise Retry(defer=0.05)
-        if claim.kind == "ambiguous":
-            return await self._ambiguous(
-                lane, message_id, k, claim, f"an earlier attempt died mid-call ({claim.detail})"
-            )
-        if claim.kind != "send":
-            if claim.kind == "empty" and int(claim.detail or 0):
-                self.metrics.recipients.labels(lane, "expired").inc(int(claim.detail))
-                self._observe_final(lane, "expired", claim, int(claim.detail))
-            return claim.kind
-        return await self._call(lane, message_id, k, claim)
+            self.metrics.retries.labels(job.lane, "breaker_open").inc()
+            due = now_ms() + int((self.breaker.remaining() + random.uniform(0.05, 0.5)) * 1000)  # noqa: S311
+            await self._settle(job, Outcome.DEFER, reason="circuit breaker open", next_at_ms=due)
+            return "deferred"
+        attempt = Attempt(job)
+        self.in_doubt.add(job.unit_id)
+        answer = await self._call(attempt)
+        outcome = await self._record(attempt, answer)
+        self.in_doubt.discard(job.unit_id)
+        return outcome
 
-    async def _call(self, lane: str, message_id: str, k: int, claim: Claim) -> str:
-        started = time.perf_counter()
+    async def _call(self, attempt: Attempt) -> Answer:
+        """The uBill call; every way it can end becomes one typed answer, here and nowhere else."""
+        job = attempt.job
         try:
+            text = self._text(job)
             sms_id = await self.ubill.send(
-                claim.numbers, claim.text, claim.brand_id, otp=lane == "otp", stop_list=claim.stop_list
+                list(job.numbers), text, job.brand_id, otp=job.lane == "otp", stop_list=job.stop_list
             )
         except ProviderRefused as exc:
-            self._observe_call(exc.outcome, started)
+            answer: Answer = Refused(exc.status_id, exc.reason)
             self.breaker.success()
-            await self._settle(message_id, k, "refused", reason=exc.reason)
-            self.metrics.recipients.labels(lane, "rejected").inc(len(claim.numbers))
-            self._observe_final(lane, "rejected", claim, len(claim.numbers))
+        except ProviderUnavailable as exc:
+            answer = Unavailable(exc.reason, exc.outcome, exc.retry_after)
+            self.breaker.failure()
+        except ProviderOutcomeUnknown as exc:
+            answer = Lost(exc.reason, exc.outcome)
+            self.breaker.failure()
+        else:
+            answer = Accepted(sms_id or "")
+            self.breaker.success()
+        cause = "accepted" if isinstance(answer, Accepted) else _cause(answer)
+        self.metrics.ubill_requests.labels("send", cause).inc()
+        self.metrics.ubill_duration.labels("send").observe(time.perf_counter() - attempt.started)
+        return answer
+
+    def _text(self, job: Send) -> str:
+        if not job.sealed:
+            return job.text
+        if self.open_text is None:
+            raise ProviderRefused(0, "sealed text but no verification secret on this worker")
+        return self.open_text(job.text)
+
+    async def _record(self, attempt: Attempt, answer: Answer) -> str:
+        job = attempt.job
+        if isinstance(answer, Accepted):
+            await self._settle(
+                job, Outcome.ACKED, sms_id=answer.sms_id, reconcile_after=self.settings.reconcile_after
+            )
+            self._observe_dispatch(job)
+            self.metrics.recipients.labels(job.lane, "submitted").inc(attempt.count)
             log.info(
-                "dispatch.rejected", count=len(claim.numbers), status_id=exc.status_id, reason=exc.reason
+                "dispatch.submitted",
+                count=attempt.count,
+                sms_id=answer.sms_id,
+                attempt=job.tries + 1,
+                duration_ms=round((time.perf_counter() - attempt.started) * 1000, 1),
+            )
+            return "submitted"
+        if isinstance(answer, Refused):
+            await self._settle(job, Outcome.REFUSED, reason=answer.reason)
+            self.metrics.recipients.labels(job.lane, "rejected").inc(attempt.count)
+            self._observe_final(job.lane, "rejected", job.created_ms, attempt.count)
+            log.info(
+                "dispatch.rejected", count=attempt.count, status_id=answer.status_id, reason=answer.reason
             )
             return "rejected"
-        except ProviderUnavailable as exc:
-            self._observe_call(exc.outcome, started)
-            self.breaker.failure()
-            return await self._retry(lane, message_id, k, claim, exc.reason, exc.outcome, exc.retry_after)
-        except ProviderOutcomeUnknown as exc:
-            self._observe_call(exc.outcome, started)
-            self.breaker.failure()
-            return await self._ambiguous(lane, message_id, k, claim, exc.reason)
-        self._observe_call("accepted", started)
-        self.breaker.success()
-        await self._settle(message_id, k, "acked", sms_id=sms_id or "")
-        self._observe_latency(lane, claim)
-        self.metrics.recipients.labels(lane, "submitted").inc(len(claim.numbers))
-        log.info(
-            "dispatch.submitted",
-            count=len(claim.numbers),
-            sms_id=sms_id,
-            attempt=claim.tries + 1,
-            duration_ms=round((time.perf_counter() - started) * 1000, 1),
-        )
-        return "submitted"
+        if isinstance(answer, Unavailable):
+            return await self._retry(
+                job, job.tries, job.expires_ms, job.numbers, answer.reason, answer.cause, answer.retry_after
+            )
+        return await self._ambiguous(job, job.expires_ms, job.numbers, answer.reason)
 
     async def _retry(
         self,
-        lane: str,
-        message_id: str,
-        k: int,
-        claim: Claim,
+        unit: UnitRef,
+        tries: int,
+        expires_ms: int,
+        numbers: tuple[str, ...],
         reason: str,
         cause: str,
         retry_after: float | None = None,
     ) -> str:
-        attempt = claim.tries + 1
+        attempt = tries + 1
+        lane = unit.lane
         if attempt >= self.settings.max_attempts:
-            await self._settle(
-                message_id, k, "dead", reason=f"retries exhausted after {attempt} attempts: {reason}"
-            )
+            reason = f"retries exhausted after {attempt} attempts: {reason}"
+            await self._settle(unit, Outcome.DEAD, reason=reason)
             self.metrics.dead_letters.labels(lane).inc()
-            self.metrics.recipients.labels(lane, "dead").inc(len(claim.numbers))
-            self._observe_final(lane, "failed", claim, len(claim.numbers))
+            self.metrics.recipients.labels(lane, "dead").inc(len(numbers))
             log.warning("dispatch.dead_letter", attempts=attempt, reason=reason)
             return "dead"
-        await self._settle(message_id, k, "retry", reason=reason)
         delay = max(backoff(attempt, self.settings.retry_base, self.settings.retry_cap), retry_after or 0.0)
-        # Never past validity: the last retry lands at expires_at, where the claim expires what is left.
-        delay = min(delay, max(0.0, (claim.expires_ms - now_ms()) / 1000))
+        # Never past validity: the last retry lands at expires_at, where the take script expires what is left.
+        due = min(now_ms() + int(delay * 1000), max(now_ms(), expires_ms))
+        await self._settle(unit, Outcome.RETRY, reason=reason, next_at_ms=due)
         self.metrics.retries.labels(lane, cause).inc()
-        self.metrics.recipients.labels(lane, "retried").inc(len(claim.numbers))
+        self.metrics.recipients.labels(lane, "retried").inc(len(numbers))
         log.info("dispatch.retry", attempt=attempt, reason=reason, defer_s=round(delay, 3))
-        raise Retry(defer=delay)
+        return "retry"
 
-    async def _ambiguous(self, lane: str, message_id: str, k: int, claim: Claim, reason: str) -> str:
+    async def _ambiguous(self, unit: UnitRef, expires_ms: int, numbers: tuple[str, ...], reason: str) -> str:
         """The request may have reached uBill: retry only where a duplicate beats a miss (OTP by default)."""
-        retryable = lane in self.settings.ambiguous_retry_lanes and now_ms() < claim.expires_ms
-        if retryable:
+        lane = unit.lane
+        if lane in self.settings.ambiguous_retry_lanes and now_ms() < expires_ms:
+            tries = unit.tries if isinstance(unit, Send | Mine | Orphaned) else 0
             return await self._retry(
-                lane, message_id, k, claim, f"outcome unknown, retried by policy: {reason}", "ambiguous"
+                unit, tries, expires_ms, numbers, f"outcome unknown, retried by policy: {reason}", "ambiguous"
             )
-        await self._settle(message_id, k, "unknown", reason=f"outcome unknown: {reason}")
-        self.metrics.recipients.labels(lane, "unknown").inc(len(claim.numbers))
+        settled = await self._settle(unit, Outcome.UNKNOWN, reason=f"outcome unknown: {reason}")
+        self.metrics.recipients.labels(lane, "unknown").inc(settled.moved)
         log.warning("dispatch.unknown", reason=reason)
         return "unknown"
 
-    def _sent_nothing(self, message_id: str, k: int) -> bool:
-        unit = keys.unit_id(message_id, k)
-        if unit in self._unsent:
-            self._unsent.discard(unit)
-            return True
-        return False
-
-    async def _claim(self, message_id: str, k: int) -> Claim:
-        now = now_ms()
-        minid = stream_minid(now, self.settings.events_retention)
+    async def reconcile(self, job: Reconcile) -> str:
+        """Settle what uBill's report knows for a unit whose callbacks did not all come; look again later."""
+        started = time.perf_counter()
         try:
-            raw = await self.scripts.claim(
-                keys=[keys.message(message_id)],
-                args=[k, now, iso(now), minid, self.owner, keys.UNSETTLED_TTL],
-            )
-        except REDIS_ERRORS:
-            self._unsent.add(keys.unit_id(message_id, k))
-            raise
-        self._unsent.discard(keys.unit_id(message_id, k))
-        return Claim.parse(raw)
+            lines = await self.ubill.report(job.sms_id)
+        except ProviderError as exc:
+            self.metrics.ubill_requests.labels("report", exc.outcome).inc()
+            lines = []
+        else:
+            self.metrics.ubill_requests.labels("report", "accepted").inc()
+        finally:
+            self.metrics.ubill_duration.labels("report").observe(time.perf_counter() - started)
+        for number, code in lines:
+            if number in job.numbers and code in (0, 1, 2, 3, 4):
+                await self.deliveries.apply(job.sms_id, number, code, now_ms())
+        age = now_ms() - job.acked_ms
+        delay = min(RECONCILE_MAX_DELAY_MS, max(int(self.settings.reconcile_after * 1000), age // 2))
+        await self._settle(job, Outcome.RECONCILED, next_at_ms=now_ms() + delay)
+        return "reconciled"
+
+    def run_expired(self, job: Expired) -> str:
+        """Nothing to run: the take script expired it; count it."""
+        if job.count:
+            self.metrics.recipients.labels(job.lane, "expired").inc(job.count)
+            self._observe_final(job.lane, "expired", job.created_ms, job.count)
+        return "expired"
 
     async def _settle(
-        self, message_id: str, k: int, outcome: str, *, sms_id: str = "", reason: str = ""
-    ) -> None:
-        """Record an outcome; an acknowledged send must be recorded, so Redis outages are waited out."""
-        deadline = time.monotonic() + SETTLE_PATIENCE
+        self,
+        unit: UnitRef,
+        outcome: Outcome,
+        *,
+        sms_id: str = "",
+        reason: str = "",
+        next_at_ms: int = 0,
+        reconcile_after: float = 0,
+    ) -> Settled:
+        """Record an outcome. A known answer must be recorded: Redis outages (refused connections, OOM,
+        MISCONF, READONLY...) are waited out as long as it takes; only a shutdown past its grace ends it."""
+        pause = 0.1
         while True:
-            now = now_ms()
             try:
-                await self.scripts.settle(
-                    keys=[keys.message(message_id)],
-                    args=[
-                        k,
-                        outcome,
-                        now,
-                        iso(now),
-                        stream_minid(now, self.settings.events_retention),
-                        sms_id,
-                        reason,
-                        keys.SMS_ID_TTL,
-                        keys.UNSETTLED_TTL,
-                    ],
+                return await self.store.settle(
+                    unit,
+                    outcome,
+                    sms_id=sms_id,
+                    reason=reason,
+                    next_at_ms=next_at_ms or now_ms(),
+                    reconcile_after=reconcile_after,
                 )
-                return
-            except REDIS_ERRORS as exc:
-                if time.monotonic() > deadline:
-                    raise
-                log.warning("dispatch.settle_waiting_for_redis", outcome=outcome, error=type(exc).__name__)
-                await asyncio.sleep(0.5)
+            except StoreUnavailable as exc:
+                log.warning("dispatch.settle_waiting_for_redis", outcome=outcome.value, error=str(exc))
+                await asyncio.sleep(pause)
+                pause = min(2.0, pause * 2)
 
-    def _observe_call(self, outcome: str, started: float) -> None:
-        self.metrics.ubill_requests.labels("send", outcome).inc()
-        self.metrics.ubill_duration.labels("send").observe(time.perf_counter() - started)
-
-    def _observe_final(self, lane: str, status: str, claim: Claim, count: int) -> None:
-        if claim.created_ms:
-            elapsed = max(0.0, (now_ms() - claim.created_ms) / 1000)
+    def _observe_final(self, lane: str, status: str, created_ms: int, count: int) -> None:
+        if created_ms:
+            elapsed = max(0.0, (now_ms() - created_ms) / 1000)
             for _ in range(count):
                 self.metrics.final_latency.labels(lane, status).observe(elapsed)
 
-    def _observe_latency(self, lane: str, claim: Claim) -> None:
-        start = claim.send_at_ms if claim.send_at_ms is not None else claim.created_ms
+    def _observe_dispatch(self, job: Send) -> None:
+        start = job.send_at_ms if job.send_at_ms is not None else job.created_ms
         latency = max(0.0, (now_ms() - start) / 1000)
-        for _ in claim.numbers:
-            self.metrics.dispatch_latency.labels(lane).observe(latency)
+        for _ in job.numbers:
+            self.metrics.dispatch_latency.labels(job.lane).observe(latency)
 
 
-async def dispatch(ctx: dict[str, Any], message_id: str, k: int, n: int) -> str:
-    """arq entry point (function name ``dispatch``; args written by the gateway's accept script)."""
-    dispatcher: Dispatcher = ctx["dispatcher"]
-    lane: str = ctx["lane"]
-    structlog.contextvars.bind_contextvars(message_id=message_id, unit=k, job_id=ctx.get("job_id"), lane=lane)
-    running = dispatcher.metrics.jobs_running.labels(lane)
-    running.inc()
-    try:
-        return await dispatcher.run(lane, message_id, k, n)
-    except Retry:
-        raise
-    except REDIS_ERRORS as exc:
-        log.warning("dispatch.redis_unavailable", error=type(exc).__name__)
-        raise Retry(defer=1.0) from None
-    except Exception:
-        # A bug must not drop the unit: log it and try again later.
-        log.exception("dispatch.failed")
-        raise Retry(defer=backoff(int(ctx.get("job_try", 1)), 1.0, 60.0)) from None
-    finally:
-        running.dec()
-        structlog.contextvars.unbind_contextvars("message_id", "unit", "job_id", "lane")
+def _cause(answer: Answer) -> str:
+    if isinstance(answer, Refused):
+        return "refused"
+    if isinstance(answer, Unavailable | Lost):
+        return answer.cause
+    return "accepted"

@@ -1,8 +1,8 @@
-"""``smsgw worker``: three lane workers, their upkeep, and ``/healthz`` ``/readyz`` ``/metrics``.
+"""``smsgw worker``: three lanes, their duties, and ``/healthz`` ``/readyz`` ``/metrics``.
 
 SIGTERM (or SIGINT) stops taking work, lets in-flight uBill calls finish within ``SMSGW_SHUTDOWN_GRACE``, and
-only then cancels what is left (a cancelled unit is re-run elsewhere; one cut mid-call follows the ambiguity
-policy). A lane worker that dies is restarted; Redis going away is waited out.
+only then cancels what is left (a cancelled unit is re-run after its lease; one cut mid-call follows the
+ambiguity policy). Redis going away is waited out.
 """
 
 from __future__ import annotations
@@ -20,20 +20,22 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from smsgw.lua import Scripts
+from smsgw.errors import StoreUnavailable
 from smsgw.metrics import CONTENT_TYPE, WorkerMetrics, render
-from smsgw.redisdb import REDIS_ERRORS, arq_pool, connect
 from smsgw.settings import LANES, Settings
+from smsgw.store import Store
+from smsgw.store.connection import connect
+from smsgw.store.dispatch import Capacity, Dispatch
 from smsgw.ubill import UbillClient
 from smsgw.worker import upkeep
 from smsgw.worker.breaker import STATE_NAMES, CircuitBreaker
 from smsgw.worker.dispatch import Dispatcher
-from smsgw.worker.lanes import IDLE_CAP, LaneStopped, LaneWorker
-from smsgw.worker.limiter import DispatchLimiter
+from smsgw.worker.lanes import IDLE_CAP, Lane
 
 __all__ = ["WorkerProcess", "run"]
 
 log = structlog.get_logger(__name__)
+HOUSEKEEPING_INTERVAL = 30.0
 
 
 class WorkerProcess:
@@ -42,11 +44,28 @@ class WorkerProcess:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = WorkerMetrics()
-        self.redis = connect(settings)
-        self.pool = arq_pool(settings, blocking=IDLE_CAP)
-        self.scripts = Scripts.load(self.redis)
+        self.store = Store(settings)
+        self.blocking = connect(settings, blocking=IDLE_CAP, max_connections=len(LANES) + 1)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.dispatch = Dispatch(
+            self.store.redis,
+            self.blocking,
+            self.store.scripts,
+            owner=self.owner,
+            lease=settings.job_lease,
+            events_retention=settings.events_retention,
+            capacity=Capacity(
+                settings.ubill_rate_calls,
+                settings.ubill_rate_numbers,
+                {
+                    "otp": settings.otp_reserve,
+                    "transactional": settings.min_share_transactional,
+                    "bulk": settings.min_share_bulk,
+                },
+            ),
+        )
         self.session: aiohttp.ClientSession | None = None
-        self.workers: list[LaneWorker] = []
+        self.lanes: list[Lane] = []
         self.stopped = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -61,66 +80,40 @@ class WorkerProcess:
             max_url_length=s.ubill_max_url_length,
         )
         breaker = CircuitBreaker(s.breaker_threshold, s.breaker_cooldown, on_change=self._breaker_changed)
-        owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        return Dispatcher(
-            s,
-            self.redis,
-            self.scripts,
-            ubill,
-            breaker,
-            DispatchLimiter(self.scripts, s, self.metrics),
-            self.metrics,
-            owner,
-        )
+        return Dispatcher(s, self.dispatch, self.store.deliveries, ubill, breaker, self.metrics)
 
     def _breaker_changed(self, state: int) -> None:
         self.metrics.breaker_state.set(state)
         log.warning("breaker.state", state=STATE_NAMES[state])
 
     async def serve(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=sum(self.settings.concurrency.values()) + 4, keepalive_timeout=15
-        )
+        s = self.settings
+        connector = aiohttp.TCPConnector(limit=sum(s.concurrency.values()) + 4, keepalive_timeout=15)
         self.session = aiohttp.ClientSession(connector=connector, trace_configs=[UbillClient.trace_config()])
         self.dispatcher = self._dispatcher(self.session)
-        s = self.settings
-        self.workers = [
-            LaneWorker(lane, self.pool, self.dispatcher, s.concurrency[lane], s.job_lease) for lane in LANES
+        self.lanes = [
+            Lane(lane, s.concurrency[lane], self.dispatch, self.dispatcher, self.metrics) for lane in LANES
         ]
+        beat = upkeep.heartbeat(self.dispatch, self.lanes)
+        with contextlib.suppress(StoreUnavailable):
+            await beat()  # liveness first: take.lua trusts this worker only once it beats
         ubill = self.dispatcher.ubill
         duties = [
-            (s.job_lease / 3, upkeep.lease_heartbeat(self.pool, self.workers, s.job_lease), "lease"),
+            (s.job_lease / 3, beat, "heartbeat"),
             (
-                s.reconcile_interval,
-                upkeep.reconciler(self.redis, self.scripts, ubill, s, self.metrics),
-                "reconcile",
+                HOUSEKEEPING_INTERVAL,
+                upkeep.housekeeping(self.store.upkeep, s, self.metrics, HOUSEKEEPING_INTERVAL),
+                "housekeeping",
             ),
         ]
         if s.balance_interval > 0:
-            duties.append(
-                (
-                    s.balance_interval,
-                    upkeep.balance_poller(self.redis, ubill, self.metrics, s.balance_interval),
-                    "balance",
-                )
-            )
-        self._tasks = [asyncio.create_task(self._supervise(w)) for w in self.workers]
+            poller = upkeep.balance_poller(self.store.upkeep, ubill, self.metrics, s.balance_interval)
+            duties.append((s.balance_interval, poller, "balance"))
+        self._tasks = [asyncio.create_task(lane.run()) for lane in self.lanes]
         self._tasks += [asyncio.create_task(upkeep.every(i, duty, name)) for i, duty, name in duties]
-        log.info(
-            "worker.started", lanes=list(LANES), concurrency=dict(s.concurrency), owner=self.dispatcher.owner
-        )
+        log.info("worker.started", lanes=list(LANES), concurrency=dict(s.concurrency), owner=self.owner)
         await self.stopped.wait()
         await self._drain()
-
-    async def _supervise(self, worker: LaneWorker) -> None:
-        while True:
-            try:
-                await worker.main()
-            except LaneStopped:
-                return
-            except Exception:
-                log.exception("lane.crashed", lane=worker.lane)
-                await asyncio.sleep(1.0)
 
     def stop(self) -> None:
         self.stopped.set()
@@ -128,29 +121,31 @@ class WorkerProcess:
     async def _drain(self) -> None:
         """Stop taking work; give in-flight calls the grace period; cancel the rest; close resources."""
         self.dispatcher.stopping.set()
-        for worker in self.workers:
-            worker.request_stop()
+        for lane in self.lanes:
+            lane.stop()
         deadline = time.monotonic() + self.settings.shutdown_grace
         log.info("worker.draining", in_flight=len(self._running()), grace_s=self.settings.shutdown_grace)
         while (running := self._running()) and time.monotonic() < deadline:
             await asyncio.wait(running, timeout=max(0.0, deadline - time.monotonic()))
         for task in self._running():
-            task.cancel()  # past the grace period: re-run elsewhere (an interrupted call is ambiguous)
+            task.cancel()  # past the grace period: re-run after the lease (an interrupted call is ambiguous)
         if self._running():
             await asyncio.wait(self._running(), timeout=5)
-        lanes, duties = self._tasks[: len(self.workers)], self._tasks[len(self.workers) :]
+        lanes, duties = self._tasks[: len(self.lanes)], self._tasks[len(self.lanes) :]
         _done, stuck = await asyncio.wait(lanes, timeout=IDLE_CAP * 3)  # each ends on its next iteration
         for task in [*stuck, *duties]:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(StoreUnavailable):
+            await self.dispatch.sign_off()  # others may settle what we left calling without waiting for us
         if self.session is not None:
             await self.session.close()
-        await self.pool.aclose()
-        await self.redis.aclose()
+        await self.blocking.aclose()
+        await self.store.close()
         log.info("worker.stopped")
 
     def _running(self) -> list[asyncio.Task[Any]]:
-        return [t for w in self.workers for t in w.tasks.values() if not t.done()]
+        return [t for lane in self.lanes for t in lane.running.values() if not t.done()]
 
     def http_app(self) -> web.Application:
         app = web.Application()
@@ -168,19 +163,19 @@ class WorkerProcess:
 
     async def _readyz(self, _request: web.Request) -> web.Response:
         try:
-            await self.redis.ping()
-        except REDIS_ERRORS:
+            await self.store.ping()
+        except StoreUnavailable:
             return web.json_response({"status": "unavailable", "redis": "unreachable"}, status=503)
-        alive = bool(self._tasks) and all(not t.done() for t in self._tasks[: len(self.workers)])
+        alive = bool(self._tasks) and all(not t.done() for t in self._tasks[: len(self.lanes)])
         body = {
             "status": "ready" if alive else "starting",
             "redis": "ok",
-            "breaker": STATE_NAMES[self.dispatcher.breaker.state] if self.workers else "closed",
+            "breaker": STATE_NAMES[self.dispatcher.breaker.state] if self.lanes else "closed",
         }
         return web.json_response(body, status=200 if alive and not self.stopped.is_set() else 503)
 
     async def _metrics(self, _request: web.Request) -> web.Response:
-        body = await render(self.metrics.registry, upkeep.refresh_gauges(self.redis, self.metrics))
+        body = await render(self.metrics.registry, upkeep.refresh_gauges(self.store.upkeep, self.metrics))
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 

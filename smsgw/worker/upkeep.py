@@ -1,75 +1,80 @@
-"""The worker's background duties: job leases, uBill balance, report reconciliation, scrape-time gauges.
+"""The worker's background duties: heartbeat (liveness and leases), housekeeping, uBill balance, gauges.
 
-Periodic duties that need only one runner across all workers (balance, reconciliation) take a Redis lock
-for their interval; every process still reads the shared results so its metrics agree.
+Duties that need only one runner across all workers (housekeeping, balance) take a leader lock for their
+interval; every process still reads the shared results so its metrics agree. None of them depends on anyone
+scraping ``/metrics``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
-from redis.asyncio import Redis
 
-from smsgw import keys
-from smsgw.clock import now_ms
-from smsgw.delivery import apply_provider_status
-from smsgw.errors import ProviderError
-from smsgw.lua import Scripts
+from smsgw.errors import ProviderError, StoreUnavailable
 from smsgw.metrics import WorkerMetrics
-from smsgw.records import Recipient
-from smsgw.redisdb import REDIS_ERRORS, hash_fields
 from smsgw.settings import LANES, Settings
-from smsgw.statuses import TERMINAL
+from smsgw.store.dispatch import Dispatch
+from smsgw.store.upkeep import Upkeep
 from smsgw.ubill import UbillClient
-from smsgw.worker.lanes import LaneWorker
+from smsgw.worker.lanes import Lane
 
-__all__ = ["balance_poller", "lease_heartbeat", "reconciler", "refresh_gauges"]
+__all__ = ["balance_poller", "every", "heartbeat", "housekeeping", "refresh_gauges"]
 
 log = structlog.get_logger(__name__)
-RECONCILE_BATCH = 50
-RECONCILE_GIVE_UP_MS = 2 * 86_400_000  # after two days a missing final status will not come
+Duty = Callable[[], Awaitable[None]]
 
 
-async def every(interval: float, duty: Callable[[], Awaitable[None]], name: str) -> None:
+async def every(interval: float, duty: Duty, name: str) -> None:
     """Run ``duty`` forever, ``interval`` apart; a failure is logged and the next round goes on."""
     while True:
         try:
             await duty()
-        except REDIS_ERRORS as exc:
-            log.warning(f"{name}.redis_unavailable", error=type(exc).__name__)
+        except StoreUnavailable as exc:
+            log.warning(f"{name}.redis_unavailable", error=str(exc))
         except Exception:
             log.exception(f"{name}.failed")
         await asyncio.sleep(interval)
 
 
-async def take_turn(redis: Redis, name: str, seconds: float) -> bool:
-    """True for one worker per interval."""
-    return bool(await redis.set(keys.lock(name), "1", nx=True, px=max(1, int(seconds * 1000 * 0.9))))
+def heartbeat(store: Dispatch, lanes: Sequence[Lane]) -> Duty:
+    """This worker is alive, and so are the leases of the units it runs."""
 
-
-def lease_heartbeat(
-    pool: Redis, workers: Sequence[LaneWorker], lease: float
-) -> Callable[[], Awaitable[None]]:
     async def beat() -> None:
-        ids = [job_id for worker in workers for job_id in worker.running_job_ids]
-        if ids:
-            async with pool.pipeline(transaction=False) as pipe:
-                for job_id in ids:
-                    pipe.pexpire(keys.in_progress(job_id), int(lease * 1000))
-                await pipe.execute()
+        await store.beat({lane.name: lane.leased() for lane in lanes})
 
     return beat
 
 
-def balance_poller(
-    redis: Redis, ubill: UbillClient, metrics: WorkerMetrics, interval: float
-) -> Callable[[], Awaitable[None]]:
+def housekeeping(upkeep: Upkeep, settings: Settings, metrics: WorkerMetrics, interval: float) -> Duty:
+    """Expired orphan callbacks, old dead letters, idle event streams: trimmed by one worker per interval."""
+    clients = [client.name for client in settings.clients]
+
+    async def sweep() -> None:
+        if not await upkeep.take_turn("housekeeping", interval):
+            return
+        swept = await upkeep.sweep(
+            dead_retention_s=settings.message_retention,
+            events_retention_s=settings.events_retention,
+            clients=clients,
+        )
+        metrics.foreign_callbacks.inc(swept.orphans_expired)
+        if swept.orphans_expired or swept.dead_letters_dropped:
+            log.info(
+                "housekeeping",
+                orphans_expired=swept.orphans_expired,
+                dead_letters_dropped=swept.dead_letters_dropped,
+                stream_entries_trimmed=swept.stream_entries_trimmed,
+            )
+
+    return sweep
+
+
+def balance_poller(upkeep: Upkeep, ubill: UbillClient, metrics: WorkerMetrics, interval: float) -> Duty:
     async def poll() -> None:
-        if await take_turn(redis, "balance", interval):
+        if await upkeep.take_turn("balance", interval):
             started = time.perf_counter()
             try:
                 sms = await ubill.balance()
@@ -78,94 +83,29 @@ def balance_poller(
                 log.warning("balance.failed", reason=str(exc))
             else:
                 metrics.ubill_requests.labels("balance", "accepted").inc()
-                await redis.set(keys.BALANCE, json.dumps({"sms": sms, "at": now_ms()}))
+                await upkeep.record_balance(sms)
             metrics.ubill_duration.labels("balance").observe(time.perf_counter() - started)
-        raw = await redis.get(keys.BALANCE)
-        if raw:
-            reading = json.loads(raw)
-            metrics.balance.set(reading["sms"])
-            metrics.balance_age.set(max(0.0, (now_ms() - reading["at"]) / 1000))
+        reading = await upkeep.balance()
+        if reading is not None:
+            metrics.balance.set(reading.sms)
+            metrics.balance_age.set(max(0.0, (time.time() * 1000 - reading.at_ms) / 1000))
 
     return poll
 
 
-def reconciler(
-    redis: Redis, scripts: Scripts, ubill: UbillClient, settings: Settings, metrics: WorkerMetrics
-) -> Callable[[], Awaitable[None]]:
-    """Ask uBill's report for units whose callbacks did not all come within ``reconcile_after``."""
-
-    async def reconcile() -> None:
-        if not await take_turn(redis, "reconcile", settings.reconcile_interval):
-            return
-        cutoff = now_ms() - int(settings.reconcile_after * 1000)
-        units = await redis.zrangebyscore(
-            keys.AWAITING, "-inf", cutoff, start=0, num=RECONCILE_BATCH, withscores=True
-        )
-        for unit_id, acked_ms in units:
-            await _reconcile_unit(unit_id, int(acked_ms))
-
-    async def _reconcile_unit(unit_id: str, acked_ms: int) -> None:
-        message_id, _, k = unit_id.rpartition(":")
-        fields = await hash_fields(redis, keys.message(message_id))
-        unit = fields.get(f"u:{k}", "")
-        numbers = fields.get(f"n:{k}", "").split(",") if unit else []
-        sms_id = unit.split("|")[2] if unit else ""
-        if not sms_id or _settled(fields, numbers) or now_ms() - acked_ms > RECONCILE_GIVE_UP_MS:
-            await redis.zrem(keys.AWAITING, unit_id)
-            return
-        started = time.perf_counter()
-        try:
-            lines = await ubill.report(sms_id)
-        except ProviderError as exc:
-            metrics.ubill_requests.labels("report", exc.outcome).inc()
-            return
-        finally:
-            metrics.ubill_duration.labels("report").observe(time.perf_counter() - started)
-        metrics.ubill_requests.labels("report", "accepted").inc()
-        for number, code in lines:
-            if number in numbers and code in (0, 1, 2, 3, 4):
-                await apply_provider_status(scripts, settings, sms_id, number, code, now_ms())
-        fields = await hash_fields(redis, keys.message(message_id))
-        if _settled(fields, numbers):
-            await redis.zrem(keys.AWAITING, unit_id)
-        else:
-            await redis.zadd(keys.AWAITING, {unit_id: now_ms()})
-
-    return reconcile
-
-
-def _settled(fields: dict[str, str], numbers: list[str]) -> bool:
-    return all(
-        f"r:{n}" not in fields or Recipient.parse(n, fields[f"r:{n}"]).status in TERMINAL for n in numbers
-    )
-
-
-def refresh_gauges(redis: Redis, metrics: WorkerMetrics) -> Callable[[], Awaitable[None]]:
+def refresh_gauges(upkeep: Upkeep, metrics: WorkerMetrics) -> Duty:
     """Queue depth and age per lane, dead letters, orphans: a handful of O(log n) reads per scrape."""
 
     async def refresh() -> None:
-        now = now_ms()
         try:
-            async with redis.pipeline(transaction=False) as pipe:
-                for lane in LANES:
-                    queue = keys.lane_queue(lane)
-                    pipe.zcount(queue, "-inf", now)
-                    pipe.zcount(queue, f"({now}", "+inf")
-                    pipe.zrangebyscore(queue, "-inf", now, start=0, num=1, withscores=True)
-                pipe.zcard(keys.DEAD)
-                pipe.zremrangebyscore(keys.ORPHANS, "-inf", now)
-                pipe.zcard(keys.ORPHANS)
-                results = await pipe.execute()
-        except REDIS_ERRORS:
+            depths, dead, orphans = await upkeep.lane_depths(LANES)
+        except StoreUnavailable:
             return
-        for i, lane in enumerate(LANES):
-            due, scheduled, oldest = results[3 * i : 3 * i + 3]
-            metrics.queue_units.labels(lane).set(due)
-            metrics.queue_scheduled.labels(lane).set(scheduled)
-            metrics.queue_oldest_age.labels(lane).set(
-                max(0.0, (now - oldest[0][1]) / 1000) if oldest else 0.0
-            )
-        metrics.dead_letter_units.set(results[-3])
-        metrics.orphan_callbacks.set(results[-1])
+        for lane, depth in depths.items():
+            metrics.queue_units.labels(lane).set(depth.due)
+            metrics.queue_scheduled.labels(lane).set(depth.later)
+            metrics.queue_oldest_age.labels(lane).set(depth.oldest_age_s)
+        metrics.dead_letter_units.set(dead)
+        metrics.orphan_callbacks.set(orphans)
 
     return refresh

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 from redis.asyncio import Redis
 
-from smsgw.embedded_redis import free_port
+from smsgw.devtools.redis import free_port
 from smsgw.ubill import format_local
 from tests.harness import CALLBACK_KEY, Stack, answers_200, astop, eventually, spawn
 from tests.worker.test_lanes import received_at

@@ -16,7 +16,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from smsgw.embedded_redis import EmbeddedRedis
+from smsgw.devtools.redis import EmbeddedRedis
 from tests.harness import Stack, astop, eventually, spawn
 from tests.worker.test_lanes import numbers
 
@@ -205,7 +205,7 @@ async def test_sigterm_lets_in_flight_calls_finish(redis: Redis, redis_url: str,
         batch = numbers(200, 99_000_000)
         created = await stack.send({"to": batch, "text": "Term"})
         proc = worker(stack, tmp_path)
-        await eventually(lambda: _in_flight(redis, 5), timeout=10)
+        await eventually(lambda: _in_flight(stack, created["id"], 50), timeout=10)
         started = time.monotonic()
         code = await astop(proc, signal.SIGTERM, timeout=20)
         drained_in = time.monotonic() - started
@@ -230,5 +230,7 @@ async def test_sigterm_lets_in_flight_calls_finish(redis: Redis, redis_url: str,
         )
 
 
-async def _in_flight(redis: Redis, count: int) -> bool:
-    return len(await redis.keys("arq:in-progress:*")) >= count
+async def _in_flight(stack: Stack, message_id: str, count: int) -> bool:
+    """At least ``count`` recipients handed to a uBill call that has not answered yet."""
+    recipients: list[dict[str, str]] = (await stack.get(message_id))["recipients"]
+    return sum(r["status"] == "dispatching" for r in recipients) >= count

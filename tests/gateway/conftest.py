@@ -16,8 +16,9 @@ import pytest
 from multidict import CIMultiDictProxy
 from redis.asyncio import Redis
 
-from smsgw import keys
-from smsgw.lua import Scripts
+from smsgw.store import keys
+from smsgw.store.dispatch import Capacity, Dispatch
+from smsgw.store.scripts import Scripts
 from tests.harness import CALLBACK_KEY, TOKENS, UBILL_KEY, Stack
 
 PROBLEM_JSON = "application/problem+json"
@@ -132,3 +133,17 @@ async def live(redis_url: str) -> AsyncIterator[Stack]:
 @pytest.fixture
 def scripts(redis: Redis) -> Scripts:
     return Scripts.load(redis)
+
+
+@pytest.fixture
+def dispatch(redis: Redis, scripts: Scripts) -> Dispatch:
+    """The worker's side of the store, driven by hand (owner ``test-owner``), as a worker would."""
+    return Dispatch(
+        redis,
+        redis,
+        scripts,
+        owner="test-owner",
+        lease=5.0,
+        events_retention=90_000,
+        capacity=Capacity(0, 0, {}),
+    )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from redis.asyncio import Redis
 
-from smsgw import keys
-from smsgw.lua import Scripts
+from smsgw.store import keys
+from smsgw.store.dispatch import Dispatch, Outcome, Send
 from tests.gateway.conftest import call, parse_time, problem
 from tests.harness import Stack
 
@@ -88,34 +89,26 @@ async def test_dead_letter_is_listed_and_replayed_once(failing: Stack, redis: Re
     assert len(await failing.sandbox_sends()) == 1
 
 
-async def test_dead_letter_written_by_the_settle_script(stack: Stack, redis: Redis, scripts: Scripts) -> None:
+async def test_dead_letter_written_by_the_settle_script(
+    stack: Stack, redis: Redis, dispatch: Dispatch
+) -> None:
     """A dead unit recorded without a worker (as the worker's settle does) is listed and replayable."""
     created = await stack.send({"to": [A], "text": "hello", "priority": "otp"}, who="ops")
-    now = 1_700_000_000_000
-    await scripts.settle(
-        keys=[keys.message(created["id"])],
-        args=[
-            0,
-            "dead",
-            now,
-            "2023-11-14T22:13:20.000Z",
-            "0-0",
-            "",
-            "retries exhausted after 8 attempts: boom",
-            keys.SMS_ID_TTL,
-            keys.UNSETTLED_TTL,
-        ],
-    )
+    jobs, _ = await dispatch.take("otp", 1, 10)
+    (job,) = jobs
+    assert isinstance(job, Send) and job.numbers == (A,)
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    await dispatch.settle(job, Outcome.DEAD, reason="retries exhausted after 8 attempts: boom")
     items = (await call(stack, "GET", "/v1/admin/dead-letters", who="ops")).json()["dead_letters"]
     assert [(i["id"], i["priority"], i["client"], i["reason"]) for i in items] == [
         (f"{created['id']}:0", "otp", "ops", "retries exhausted after 8 attempts: boom")
     ]
-    assert items[0]["dead_at"] == "2023-11-14T22:13:20.000Z"
+    assert before <= datetime.fromisoformat(items[0]["dead_at"]) <= datetime.now(UTC)
     replay = await call(stack, "POST", f"/v1/admin/dead-letters/{created['id']}:0/replay", who="ops")
     assert replay.status == 202, replay.text
     assert replay.json()["priority"] == "otp"
-    # (The original's entry is still queued here only because no worker ran its job.)
+    # The dead unit has no timer left; the replay has its own.
     queued = await redis.zrange(keys.lane_queue("otp"), 0, -1)
-    assert sorted(queued) == sorted([f"{created['id']}:0", f"{created['id']}-r0:0"])
+    assert queued == [f"{created['id']}-r0:0"]
     problem(await call(stack, "POST", f"/v1/admin/dead-letters/{created['id']}:0/replay", who="ops"), 409)
     assert sorted(await redis.zrange(keys.lane_queue("otp"), 0, -1)) == sorted(queued)

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from smsgw import keys
-from smsgw.lua import Scripts
+from smsgw.store import keys
+from smsgw.store.dispatch import Dispatch, Outcome, Send
 from tests.gateway.conftest import Answer, call, list_length
 from tests.harness import CALLBACK_KEY, Stack, eventually
 
@@ -195,17 +195,14 @@ async def test_unknown_sms_id_is_kept_and_applied_when_recorded(quiet: Stack, re
     assert await redis.zscore(keys.ORPHANS, "100000") is None
 
 
-async def test_orphan_settled_through_the_settle_script(stack: Stack, scripts: Scripts) -> None:
-    """The same, driven without a worker: claim and settle unit 0 as the worker would."""
+async def test_orphan_settled_through_the_settle_script(stack: Stack, dispatch: Dispatch) -> None:
+    """The same, driven without a worker: take and settle unit 0 as the worker would."""
     ok(await callback(stack, **params("777", A, 2)))
     created = await stack.send({"to": [A], "text": "hello"})
-    args: list[str | int] = [0, 1_700_000_000_000, "2023-11-14T22:13:20.000Z", "0-0"]
-    claimed = await scripts.claim(keys=[keys.message(created["id"])], args=[*args, "test-owner", 60])
-    assert claimed[0] == "send"
-    await scripts.settle(
-        keys=[keys.message(created["id"])],
-        args=[0, "acked", *args[1:], "777", "", keys.SMS_ID_TTL, keys.UNSETTLED_TTL],
-    )
+    jobs, _ = await dispatch.take("transactional", 1, 10)
+    (job,) = jobs
+    assert isinstance(job, Send)
+    await dispatch.settle(job, Outcome.ACKED, sms_id="777", reconcile_after=600)
     message = await stack.get(created["id"])
     assert message["recipients"][0]["status"] == "failed"
     assert message["recipients"][0]["provider_sms_id"] == "777"

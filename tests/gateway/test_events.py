@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 from redis.asyncio import Redis
 
-from smsgw import keys
+from smsgw.store import keys
 from tests.gateway.conftest import assert_no_secrets, call, problem
 from tests.harness import TOKENS, Stack
 

@@ -10,11 +10,11 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from smsgw import keys
-from smsgw.redisdb import hash_fields
+from smsgw.store import keys
+from smsgw.store.records import MessageView
 from smsgw.ubill import SEND_TIME_FORMAT, format_local
 from tests.gateway.conftest import Answer, assert_no_secrets
-from tests.harness import TOKENS, Stack, eventually
+from tests.harness import TOKENS, Stack, eventually, stored
 
 A, B = "995511194242", "995511194243"
 KEY = TOKENS["auth"]
@@ -32,12 +32,10 @@ async def ubill(stack: Stack, method: str, path: str, **kwargs: Any) -> Answer:
     return answer
 
 
-async def message_of(redis: Redis, sms_id: int) -> dict[str, str]:
+async def message_of(redis: Redis, sms_id: int) -> MessageView:
     message_id = await redis.get(keys.facade(sms_id))
     assert message_id
-    fields: dict[str, str] = await hash_fields(redis, keys.message(message_id))
-    fields["id"] = message_id
-    return fields
+    return await stored(redis, message_id)
 
 
 def accepted(answer: Answer) -> int:
@@ -71,13 +69,13 @@ async def test_get_send_with_key_in_query(stack: Stack, redis: Redis) -> None:
         params={"key": KEY, "brandID": "2", "numbers": f"{A},{B},+{A}", "text": "Hello from uBill client"},
     )
     fields = await message_of(redis, accepted(answer))
-    assert fields["c"] == "auth-service"
-    assert fields["p"] == "transactional"
-    assert fields["b"] == "2"
-    assert fields["t"] == "Hello from uBill client"
-    assert fields["sl"] == "1"
-    assert fields["n:0"] == f"{A},{B}"
-    assert await redis.zrange(keys.lane_queue("transactional"), 0, -1) == [f"{fields['id']}:0"]
+    assert fields.meta.client == "auth-service"
+    assert fields.meta.lane == "transactional"
+    assert fields.meta.brand_id == 2
+    assert fields.text == "Hello from uBill client"
+    assert fields.meta.stop_list
+    assert fields.unit_numbers == ((A, B),)
+    assert await redis.zrange(keys.lane_queue("transactional"), 0, -1) == [f"{fields.meta.id}:0"]
 
 
 async def test_post_form_with_key_field(stack: Stack, redis: Redis) -> None:
@@ -88,9 +86,9 @@ async def test_post_form_with_key_field(stack: Stack, redis: Redis) -> None:
         data={"key": KEY, "brandID": "1", "numbers": A, "text": "form", "stopList": "false"},
     )
     fields = await message_of(redis, accepted(answer))
-    assert fields["t"] == "form"
-    assert fields["sl"] == "0"
-    assert fields["n:0"] == A
+    assert fields.text == "form"
+    assert not fields.meta.stop_list
+    assert fields.unit_numbers == ((A,),)
 
 
 async def test_post_json_with_key_header_and_a_list_of_numbers(stack: Stack, redis: Redis) -> None:
@@ -102,8 +100,8 @@ async def test_post_json_with_key_header_and_a_list_of_numbers(stack: Stack, red
         json={"brandID": 1, "numbers": [int(A), B], "text": "json", "stopList": True},
     )
     fields = await message_of(redis, accepted(answer))
-    assert fields["n:0"] == f"{A},{B}"
-    assert fields["sl"] == "1"
+    assert fields.unit_numbers == ((A, B),)
+    assert fields.meta.stop_list
 
 
 async def test_sms_ids_are_distinct_integers(stack: Stack) -> None:
@@ -127,9 +125,9 @@ async def test_otp_goes_to_the_otp_lane(stack: Stack, redis: Redis) -> None:
         params={"key": KEY, "brandID": "1", "numbers": A, "text": "code 1234", "otp": "true"},
     )
     fields = await message_of(redis, accepted(answer))
-    assert fields["p"] == "otp"
-    assert await redis.zrange(keys.lane_queue("otp"), 0, -1) == [f"{fields['id']}:0"]
-    assert int(fields["ea"]) - int(fields["ca"]) == 300_000
+    assert fields.meta.lane == "otp"
+    assert await redis.zrange(keys.lane_queue("otp"), 0, -1) == [f"{fields.meta.id}:0"]
+    assert fields.meta.expires_ms - fields.meta.created_ms == 300_000
 
 
 async def test_send_time_schedules(stack: Stack, redis: Redis) -> None:
@@ -154,8 +152,8 @@ async def test_send_time_schedules(stack: Stack, redis: Redis) -> None:
         },
     )
     fields = await message_of(redis, accepted(answer))
-    assert int(fields["sa"]) == int(moment.timestamp() * 1000)
-    assert fields[f"r:{A}"].startswith("scheduled|")
+    assert fields.meta.send_at_ms == int(moment.timestamp() * 1000)
+    assert [r.status for r in fields.recipients()] == ["scheduled"]
 
 
 REFUSALS = [
@@ -327,7 +325,7 @@ async def test_facade_send_is_delivered_like_any_message(live: Stack, redis: Red
         )
     )
     fields = await message_of(redis, sms_id)
-    done = await live.wait_status(fields["id"], "delivered")
+    done = await live.wait_status(fields.meta.id, "delivered")
     assert done["priority"] == "otp"
     sends = await live.sandbox_sends()
     assert len(sends) == 1

@@ -1,16 +1,16 @@
-"""``Idempotency-Key`` on ``POST /v1/messages``: replay, mismatch, in-flight conflict, per-client keys."""
+"""``Idempotency-Key`` on ``POST /v1/messages``: replay, mismatch, racing duplicates, per-client keys."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import json
+from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 
-from smsgw import keys
 from smsgw.gateway.idempotency import body_hash
-from smsgw.lua import Scripts
+from smsgw.store import keys
 from tests.gateway.conftest import call, fields_of, message_keys, numbers, problem
 from tests.harness import Stack
 
@@ -73,31 +73,28 @@ async def test_same_key_different_body_is_422(stack: Stack, redis: Redis) -> Non
     assert await message_keys(redis) == [keys.message(first.json()["id"])]
 
 
-async def test_concurrent_duplicate_in_flight_is_409(stack: Stack, redis: Redis) -> None:
-    # Reserve the key exactly as the gateway does when a request with it starts (and is still running).
-    record_key = keys.idempotency("auth-service", hashlib.sha256(b"k-busy").hexdigest())
-    state = await Scripts.load(redis).idempotency(
-        keys=[record_key], args=["begin", body_hash(BODY), keys.IDEMPOTENCY_PENDING_TTL]
-    )
-    assert state == ["new"]
-    answer = await post(stack, "k-busy")
-    body = problem(answer, 409, "conflict")
-    assert "still being processed" in body["detail"]
-    assert await message_keys(redis) == []
-    # The reservation belongs to the request that made it: the refused duplicate did not free or finish it.
-    assert (await redis.get(record_key) or "").startswith("pending|")
-    # A different body under the in-flight key is a mismatch, not a conflict.
-    problem(await post(stack, "k-busy", body={**BODY, "text": "other"}), 422)
-
-
 async def test_racing_duplicates_create_one_message(stack: Stack, redis: Redis) -> None:
+    """The key is decided in the accept script itself: concurrent duplicates all answer the one message
+    (the first stores it, the others replay it), so there is no in-flight window to answer 409 for."""
     body = {"to": numbers(2_000), "text": "race"}
     answers = await asyncio.gather(*(post(stack, "k-race", body=body) for _ in range(4)))
-    statuses = sorted(a.status for a in answers)
-    assert set(statuses) <= {202, 409}, [a.text[:200] for a in answers]
-    ids = {a.json()["id"] for a in answers if a.status == 202}
+    assert [a.status for a in answers] == [202] * 4, [a.text[:200] for a in answers]
+    ids = {a.json()["id"] for a in answers}
     assert len(ids) == 1
     assert await message_keys(redis) == [keys.message(ids.pop())]
+
+
+async def test_replay_of_a_request_that_no_longer_validates(stack: Stack) -> None:
+    """A retry after send_at has passed must still answer the original, not 422."""
+    moment = (datetime.now(UTC) + timedelta(seconds=1.5)).isoformat()
+    body = {**BODY, "send_at": moment}
+    first = await post(stack, "k-late", body=body)
+    assert first.status == 202, first.text
+    await asyncio.sleep(2)
+    again = await post(stack, "k-late", body=body)
+    assert again.status == 202, again.text
+    assert again.json()["id"] == first.json()["id"]
+    problem(await post(stack, "k-late", body={**body, "text": "changed"}), 422)
 
 
 async def test_keys_are_per_client(stack: Stack, redis: Redis) -> None:
@@ -126,9 +123,10 @@ async def test_a_refused_request_frees_its_key(stack: Stack, redis: Redis) -> No
     assert [k async for k in redis.scan_iter(match="smsgw:idem:*")] == []
     fixed = await post(stack, "k-fix")
     assert fixed.status == 202, fixed.text
-    record = await redis.get(keys.idempotency("auth-service", hashlib.sha256(b"k-fix").hexdigest()))
-    assert record == f"done|{body_hash(BODY)}|{fixed.json()['id']}|202"
-    ttl = await redis.ttl(keys.idempotency("auth-service", hashlib.sha256(b"k-fix").hexdigest()))
+    key = keys.idempotency("auth-service", "messages", hashlib.sha256(b"k-fix").hexdigest())
+    record = await redis.get(key)
+    assert record == f"done|{body_hash(BODY)}|{fixed.json()['id']}|202|"
+    ttl = await redis.ttl(key)
     assert 0 < ttl <= keys.IDEMPOTENCY_TTL
 
 

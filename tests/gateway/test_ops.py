@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from smsgw.embedded_redis import EmbeddedRedis
+from smsgw.devtools.redis import EmbeddedRedis
 from tests.gateway.conftest import call, problem
 from tests.harness import Stack
 

@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
-from smsgw.embedded_redis import free_port
+from smsgw.devtools.redis import free_port
 from smsgw.sandbox import SandboxConfig, create_app
 from smsgw.sandbox.state import Clock
 from smsgw.ubill import DATE_FORMAT, SEND_TIME_FORMAT, TBILISI, format_local

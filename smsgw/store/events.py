@@ -1,7 +1,7 @@
-"""Status events as consumers see them: the pub/sub/stream payload and server-sent events framing.
+"""Status events as consumers see them: the payload's fields and how long streams keep them.
 
-Events are produced inside the Lua scripts (``_lib.lua`` ``emit``) so a status change and its event are one
-atomic write; this module only holds what Python needs around them.
+Events are produced inside the Lua scripts (``lua/_lib.lua``: ``emit``), so a status change and its event are
+one atomic write; this module holds what Python needs around them.
 """
 
 from __future__ import annotations

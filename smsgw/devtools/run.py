@@ -21,7 +21,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from smsgw.embedded_redis import EmbeddedRedis
+from smsgw.devtools.redis import EmbeddedRedis
 from smsgw.settings import token_sha256
 
 __all__ = ["DEV_TOKEN", "dev_environment", "main"]

@@ -1,0 +1,66 @@
+"""Apply a provider delivery status (a callback, or a line of uBill's report) to our records.
+
+Shared by the gateway's callback endpoint and the worker's report reconciliation: both go through the same
+script (``lua/callback.lua``), so the state machine (terminal never regresses, duplicates harmless, orphans
+kept, foreign smsIDs change nothing) is one piece.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from smsgw.clock import iso, now_ms
+from smsgw.store.connection import translated
+from smsgw.store.events import stream_minid
+from smsgw.store.scripts import Scripts
+from smsgw.store.statuses import CALLBACK_STATUS
+
+__all__ = ["Applied", "Deliveries"]
+
+
+@dataclass(frozen=True)
+class Applied:
+    outcome: str  # applied | duplicate | ignored | adopted | orphaned
+    status: str
+    lane: str
+    created_ms: int | None
+
+
+class Deliveries:
+    def __init__(
+        self,
+        redis: Redis,
+        scripts: Scripts,
+        *,
+        events_retention: int,
+        orphan_ttl: int,
+        reconcile_after: float,
+    ) -> None:
+        self._redis = redis
+        self._scripts = scripts
+        self._events_retention = events_retention
+        self._orphan_ttl = orphan_ttl
+        self._reconcile_after_ms = int(reconcile_after * 1000)
+
+    async def apply(self, sms_id: str, number: str, status_id: int, occurred_ms: int) -> Applied:
+        status = CALLBACK_STATUS[status_id]
+        now = now_ms()
+        with translated():
+            result = await self._scripts.callback(
+                args=[
+                    sms_id,
+                    number,
+                    status,
+                    status_id,
+                    iso(occurred_ms),
+                    now,
+                    stream_minid(now, self._events_retention),
+                    self._orphan_ttl,
+                    occurred_ms,
+                    now + self._reconcile_after_ms,
+                ],
+            )
+        created = int(result[2]) if result[2] else None
+        return Applied(str(result[0]), status, str(result[1]), created)

@@ -1,0 +1,268 @@
+"""The worker's side of the store: take due units (claimed and leased), settle attempts, keep leases alive.
+
+A unit has one timer in its lane (a sorted set) from acceptance until it is finished; its score is the next
+moment a worker must look at it. Taking a unit moves the timer to now + lease, so a unit whose worker dies is
+due again after the lease; the heartbeat (``beat``) keeps it ahead while the worker runs it, and settling sets
+it to what comes next (a retry, reconciliation, nothing). A worker also beats its own liveness record, which
+is how ``take`` tells a worker that died mid-call from one Redis could not hear for a while.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from smsgw.clock import iso, now_ms
+from smsgw.store import keys
+from smsgw.store.connection import translated
+from smsgw.store.events import stream_minid
+from smsgw.store.scripts import Scripts
+
+__all__ = [
+    "Capacity",
+    "Dispatch",
+    "Expired",
+    "Job",
+    "Mine",
+    "Orphaned",
+    "Outcome",
+    "Reconcile",
+    "Send",
+    "Settled",
+]
+
+
+class Outcome(enum.StrEnum):
+    """How an attempt ended, as the settle script records it."""
+
+    ACKED = "acked"  # uBill accepted: recipients submitted
+    REFUSED = "refused"  # uBill refused (statusID != 0): rejected, never retried
+    RETRY = "retry"  # nothing was sent (or it is OTP policy to send again): queued again, an attempt spent
+    DEFER = "defer"  # nothing was tried (breaker open, a lost claim answer): queued again, no attempt spent
+    UNKNOWN = "unknown"  # the request may have reached uBill: never blindly resent
+    DEAD = "dead"  # retries exhausted: failed, a dead letter
+    RECONCILED = "reconciled"  # uBill's report was read: look again later if needed
+
+
+@dataclass(frozen=True)
+class UnitRef:
+    unit_id: str
+    lane: str
+
+    @property
+    def message_id(self) -> str:
+        return keys.split_unit_id(self.unit_id)[0]
+
+    @property
+    def k(self) -> int:
+        return keys.split_unit_id(self.unit_id)[1]
+
+
+@dataclass(frozen=True)
+class Send(UnitRef):
+    """A claimed unit: its numbers are ``dispatching`` and no request has left yet."""
+
+    tries: int
+    client: str
+    brand_id: int
+    text: str
+    sealed: bool
+    stop_list: bool
+    created_ms: int
+    send_at_ms: int | None
+    expires_ms: int
+    numbers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Mine(UnitRef):
+    """A unit this process claimed earlier (its answer to ``take`` was lost, or the attempt was cut short)."""
+
+    tries: int
+    expires_ms: int
+    created_ms: int
+    numbers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Orphaned(UnitRef):
+    """A unit whose worker is provably gone mid-call; this worker has taken the attempt over."""
+
+    previous_owner: str
+    tries: int
+    expires_ms: int
+    created_ms: int
+    numbers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Reconcile(UnitRef):
+    """An accepted unit whose callbacks did not all come: ask uBill's report."""
+
+    sms_id: str
+    acked_ms: int
+    numbers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Expired(UnitRef):
+    """Validity ran out before dispatch: recipients ``expired`` (already recorded by ``take``)."""
+
+    count: int
+    created_ms: int
+
+
+Job = Send | Mine | Orphaned | Reconcile | Expired
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """uBill's shared rate (0 = unlimited) and each lane's share; see ``lua/take.lua``."""
+
+    calls: int
+    numbers: int
+    shares: dict[str, float]
+
+    def as_json(self) -> str:
+        if not (self.calls or self.numbers):
+            return ""
+        return orjson.dumps({"calls": self.calls, "numbers": self.numbers, "shares": self.shares}).decode()
+
+
+@dataclass(frozen=True)
+class Settled:
+    state: str  # ok | gone | stale
+    moved: int
+    tries: int
+
+
+def _job(lane: str, raw: list[Any]) -> Job:
+    kind, unit = str(raw[0]), str(raw[1])
+    if kind == "send":
+        tries, client, brand, text, stop_list, created, send_at, expires, sealed = raw[2:11]
+        return Send(
+            unit,
+            lane,
+            int(tries),
+            str(client),
+            int(brand),
+            str(text),
+            sealed == "1",
+            stop_list == "1",
+            int(created),
+            int(send_at) if send_at else None,
+            int(expires),
+            tuple(str(n) for n in raw[11:]),
+        )
+    if kind == "mine":
+        return Mine(unit, lane, int(raw[2]), int(raw[3]), int(raw[4]), tuple(str(n) for n in raw[5:]))
+    if kind == "orphaned":
+        numbers = tuple(str(n) for n in raw[6:])
+        return Orphaned(unit, lane, str(raw[2]), int(raw[3]), int(raw[4]), int(raw[5]), numbers)
+    if kind == "reconcile":
+        return Reconcile(unit, lane, str(raw[2]), int(raw[3]), tuple(str(n) for n in raw[4:]))
+    if kind == "expired":
+        return Expired(unit, lane, int(raw[2]), int(raw[3]))
+    raise ValueError(f"unknown job kind {kind!r}")
+
+
+class Dispatch:
+    """One worker process's access to the lanes; ``owner`` identifies the process in unit records."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        blocking: Redis,
+        scripts: Scripts,
+        *,
+        owner: str,
+        lease: float,
+        events_retention: int,
+        capacity: Capacity,
+    ) -> None:
+        self._redis = redis
+        self._blocking = blocking
+        self._scripts = scripts
+        self.owner = owner
+        self.lease_ms = int(lease * 1000)
+        self.grace_ms = self.lease_ms
+        self._events_retention = events_retention
+        self._capacity = capacity.as_json()
+        # Orders settles after an in-flight heartbeat, so a lease refresh never overwrites a newer timer.
+        self._order = asyncio.Lock()
+
+    def _now(self) -> tuple[int, str, str]:
+        now = now_ms()
+        return now, iso(now), stream_minid(now, self._events_retention)
+
+    async def take(self, lane: str, want: int, window: int) -> tuple[list[Job], float]:
+        """Up to ``want`` due units of ``lane`` (looking at ``window`` due timers); and seconds to wait for
+        uBill capacity when that is what stopped it (0 otherwise)."""
+        now, stamp, minid = self._now()
+        with translated():
+            raw = await self._scripts.take(
+                args=[
+                    lane,
+                    now,
+                    stamp,
+                    minid,
+                    want,
+                    self.lease_ms,
+                    self.owner,
+                    window,
+                    self.grace_ms,
+                    self._capacity,
+                ]
+            )
+        return [_job(lane, item) for item in raw[1:]], int(raw[0]) / 1000
+
+    async def settle(
+        self,
+        unit: UnitRef,
+        outcome: Outcome,
+        *,
+        sms_id: str = "",
+        reason: str = "",
+        next_at_ms: int = 0,
+        reconcile_after: float = 0,
+    ) -> Settled:
+        """Record an attempt's end (and the unit's next timer) in one script."""
+        now, stamp, minid = self._now()
+        reconcile_at = now + int(reconcile_after * 1000)
+        args: list[str | int] = [unit.message_id, unit.k, outcome.value, now, stamp, minid, self.owner]
+        args += [sms_id, reason]
+        async with self._order:
+            with translated():
+                raw = await self._scripts.settle(args=[*args, next_at_ms, reconcile_at])
+        if raw[0] in ("gone", "stale"):
+            return Settled(str(raw[0]), 0, 0)
+        return Settled("ok", int(raw[1]), int(raw[2]))
+
+    async def beat(self, running: dict[str, list[str]]) -> None:
+        """Liveness, and the leases of the units this process runs (``{lane: [unit id, ...]}``)."""
+        async with self._order:
+            with translated():
+                await self._scripts.beat(
+                    args=[self.owner, self.grace_ms, now_ms(), self.lease_ms, orjson.dumps(running), "0"]
+                )
+
+    async def sign_off(self) -> None:
+        """A clean stop: this worker is gone at once (its unfinished units are free after their lease)."""
+        with translated():
+            await self._scripts.beat(args=[self.owner, self.grace_ms, now_ms(), self.lease_ms, "{}", "1"])
+
+    async def wait_for_work(self, lane: str, cap: float) -> None:
+        """Block until work may be due: an accept's nudge, or the next timer of ``lane`` (at most ``cap``)."""
+        now = now_ms()
+        with translated():
+            upcoming = await self._redis.zrangebyscore(
+                keys.lane_queue(lane), f"({now}", "+inf", start=0, num=1, withscores=True
+            )
+            wait = cap if not upcoming else min(cap, max(0.001, (float(upcoming[0][1]) - now) / 1000))
+            # Redis >= 6 takes a fractional timeout; redis-py types it as int.
+            await self._blocking.blpop([keys.wake(lane)], timeout=wait)  # type: ignore[arg-type,misc]

@@ -1,0 +1,64 @@
+-- Accept a send, with everything it depends on, in one script: the client's rate, the Idempotency-Key, the
+-- message hash, its units' lane timers and a wake-up, written together or not at all.
+-- ARGV[1] JSON {id, lane, ttl (s), deadline (ms, Redis clock), f: [field, value, ...], t: [[member, score], ...],
+--               rate: [key, rate, burst] | null, idem: [key, body hash, record] | null,
+--               retry: key | null (facade retry fingerprint), facade: bool, exists: bool (check the id)}
+-- (one JSON argument instead of thousands: packing arguments is the client's most expensive step)
+-- Returns
+--   {1, facade_id or ''}        written
+--   {0}                         the id exists already (fixed ids: dead-letter replays)
+--   {-1}                        past the deadline: the gateway has answered 503, nothing may be written
+--   {-2, retry_after_ms}        the client is over its rate
+--   {-3}                        Idempotency-Key used with another body
+--   {2, message_id, code, facade_id, field, value, ...}   Idempotency-Key replay (fields: [] if gone)
+--   {3, message_id, facade_id}  a facade retry of a send answered "outcome unknown" that was stored
+-- The deadline is when the gateway stops waiting: a script that a stalled Redis runs only after it (a long
+-- fsync, a paused process) must write nothing, so that the gateway's find-out (findout.lua) is definitive.
+local a = cjson.decode(ARGV[1])
+local now = redis_now()
+if now > tonumber(a.deadline) then return {-1} end
+if a.rate ~= cjson.null and a.rate ~= nil then
+  local wait = gcra(a.rate[1], tonumber(a.rate[2]), tonumber(a.rate[3]), now)
+  if wait > 0 then return {-2, wait} end
+end
+local idem = (a.idem ~= cjson.null and a.idem ~= nil) and a.idem or nil
+if idem then
+  local v = redis.call('GET', idem[1])
+  if v then
+    local state, hash, message_id, code, fid = string.match(v, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|?([^|]*)$')
+    if hash ~= idem[2] then return {-3} end
+    local out = {2, message_id, code, fid or ''}
+    for _, item in ipairs(redis.call('HGETALL', P.msg .. message_id)) do out[#out + 1] = item end
+    return out
+  end
+end
+if a.retry ~= cjson.null and a.retry ~= nil then
+  local v = redis.call('GET', a.retry)
+  if v then
+    redis.call('DEL', a.retry)
+    local message_id, fid = string.match(v, '^([^|]*)|(.*)$')
+    return {3, message_id, fid}
+  end
+end
+local key = P.msg .. a.id
+if a.exists and redis.call('EXISTS', key) == 1 then return {0} end
+local fields = a.f
+local i = 1
+while i <= #fields do
+  local j = math.min(i + 1999, #fields)
+  redis.call('HSET', key, unpack(fields, i, j))
+  i = j + 1
+end
+local lane = P.lane .. a.lane
+for _, t in ipairs(a.t) do redis.call('ZADD', lane, t[2], t[1]) end
+local facade_id = ''
+if a.facade then
+  facade_id = tostring(redis.call('INCR', C.FACADE_SEQ))
+  redis.call('SET', P.facade .. facade_id, a.id, 'EX', a.ttl)
+  redis.call('HSET', key, 'fid', facade_id)
+end
+redis.call('EXPIRE', key, a.ttl)
+if idem then redis.call('SET', idem[1], idem[3] .. '|' .. facade_id, 'EX', C.IDEMPOTENCY_TTL) end
+local wake = P.wake .. a.lane
+if redis.call('LLEN', wake) < C.WAKE_CAP then redis.call('LPUSH', wake, '1') end
+return {1, facade_id}

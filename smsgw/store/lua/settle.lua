@@ -1,0 +1,64 @@
+-- Record how a dispatch attempt of unit k ended, and set the unit's lane timer to match, atomically.
+-- ARGV[1] message id   ARGV[2] k   ARGV[3] outcome: acked | refused | retry | defer | unknown | dead
+--   | reconciled
+-- ARGV[4] now ms   ARGV[5] now iso   ARGV[6] stream min id   ARGV[7] owner (who made the attempt)
+-- ARGV[8] smsID ('' if none)   ARGV[9] reason   ARGV[10] next timer (retry, reconciled) ms
+-- ARGV[11] reconcile at ms (acked)
+-- Returns {'ok', moved_count, tries} | {'gone'} | {'stale', state}
+--   stale: another worker owns the unit now; an acceptance is still recorded (it is the truth), anything else
+--   is dropped so an attempt that was given up on cannot overwrite a newer one.
+local m, unit, numbers = load(ARGV[1], ARGV[2])
+if not m or not unit then return {'gone'} end
+local outcome, sms, reason = ARGV[3], ARGV[8], ARGV[9]
+local ctx = {now = ARGV[4], iso = ARGV[5], minid = ARGV[6]}
+local reconcile_at = tonumber(ARGV[11])
+
+if outcome == 'reconciled' then
+  -- uBill's report was read: look again later while some recipients are not final (ARGV[10]: when).
+  if unit.st == 'acked' and unit.open > 0 then timer(m, tonumber(ARGV[10])) else no_timer(m) end
+  return {'ok', 0, unit.tries}
+end
+if unit.st == 'acked' then
+  -- Already accepted (a callback adopted it, or a duplicate attempt): a lost answer or a failure of another
+  -- attempt changes nothing; a second acceptance is indexed so its callbacks apply too.
+  if outcome == 'acked' and sms ~= '' and sms ~= unit.sms then
+    redis.call('SET', P.sms .. sms, m.id .. ':' .. m.k, 'EX', C.SMS_ID_TTL)
+  end
+  return {'stale', unit.st}
+end
+local mine = unit.st == 'calling' and unit.owner == ARGV[7]
+if outcome == 'acked' then
+  if unit.st == 'unknown' then clear_unsettled(m, numbers) end
+  local moved = record_ack(m, unit, numbers, sms, ctx, reconcile_at)
+  return {mine and 'ok' or 'stale', moved, unit.tries}
+end
+if not mine then return {'stale', unit.st} end
+
+local moved = 0
+if outcome == 'refused' then
+  unit.st, unit.reason = 'refused', reason
+  moved = #move(m, numbers, 'rejected', ctx, {err = reason}, {dispatching = true}, unit)
+  no_timer(m)
+elseif outcome == 'retry' or outcome == 'defer' then
+  -- defer: nothing was tried (breaker open, a claim whose answer was lost): no attempt is spent.
+  unit.st, unit.owner, unit.reason = 'new', '', reason
+  if outcome == 'retry' then unit.tries = unit.tries + 1 end
+  moved = #move(m, numbers, 'queued', ctx, {err = ''}, {dispatching = true}, unit)
+  timer(m, tonumber(ARGV[10]))
+elseif outcome == 'unknown' then
+  -- A callback that came while the call was out is kept as an orphan (never applied to a unit in flight):
+  -- now that the answer is lost, it may be this unit's.
+  if adopt_orphans(m, unit, numbers, ctx, reconcile_at) then return {'ok', #numbers, unit.tries} end
+  unit.st, unit.reason = 'unknown', reason
+  moved = #move(m, numbers, 'unknown', ctx, {err = reason}, {dispatching = true}, unit)
+  mark_unsettled(m, numbers)
+  no_timer(m)
+elseif outcome == 'dead' then
+  unit.st, unit.reason, unit.tries = 'dead', reason, unit.tries + 1
+  moved = #move(m, numbers, 'failed', ctx, {err = reason}, {dispatching = true, queued = true}, unit)
+  redis.call('ZADD', C.DEAD, ARGV[4], m.id .. ':' .. m.k)
+  no_timer(m)
+else
+  return redis.error_reply('unknown outcome ' .. outcome)
+end
+return {'ok', moved, unit.tries}

@@ -1,0 +1,271 @@
+"""The gateway's side of the store: accept a message (one round trip whatever the options), read, cancel.
+
+Accept decides the client's rate, the Idempotency-Key and the write in one script (``lua/accept.lua``), shared
+by concurrent requests through one pipeline per event-loop pass (``batching.py``). When its answer is lost (a
+timeout, a cut connection: Redis may have run it or not), ``accept`` finds out: the script refuses to write
+after a deadline on Redis's clock, so once Redis's clock is past it, whether the message exists is final
+(``lua/findout.lua``). Only when even that cannot be asked does the caller hear "outcome unknown".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.exceptions
+from redis.asyncio import Redis
+
+from smsgw.clock import iso, now_ms
+from smsgw.errors import StoreOutcomeUnknown, StoreUnavailable
+from smsgw.store import keys
+from smsgw.store.batching import ScriptBatcher
+from smsgw.store.connection import is_unavailable, maybe_sent, outage_name, translated
+from smsgw.store.events import stream_minid
+from smsgw.store.records import MessageView, NewMessage
+from smsgw.store.scripts import Scripts
+
+__all__ = [
+    "Accepted",
+    "ClientLimit",
+    "Exists",
+    "Idempotency",
+    "Limited",
+    "Messages",
+    "Mismatch",
+    "Replayed",
+]
+
+DEADLINE_MARGIN_MS = 100  # the answer's trip back, and what a clock-offset reading can be off by
+CLOCK_SYNC_INTERVAL = 60.0
+
+
+@dataclass(frozen=True)
+class ClientLimit:
+    """A client's request rate, checked in the same script as the write."""
+
+    client: str
+    rate: float
+    burst: int
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """An Idempotency-Key of one client and endpoint, and the canonical hash of the request it came with."""
+
+    client: str
+    scope: str
+    key_hash: str
+    body_hash: str
+
+    @property
+    def key(self) -> str:
+        return keys.idempotency(self.client, self.scope, self.key_hash)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    view: MessageView
+    facade_id: int | None
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """The request was made before (same Idempotency-Key and body, or a facade retry): its message now."""
+
+    message_id: str
+    status_code: int
+    view: MessageView | None
+    facade_id: int | None
+
+
+@dataclass(frozen=True)
+class Limited:
+    retry_after_ms: int
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The Idempotency-Key was used with another body."""
+
+
+@dataclass(frozen=True)
+class Exists:
+    """A fixed message id (a dead-letter replay) that exists already."""
+
+
+AcceptOutcome = Accepted | Replayed | Limited | Mismatch | Exists
+
+
+class Messages:
+    def __init__(self, redis: Redis, scripts: Scripts, *, timeout: float, events_retention: int) -> None:
+        self._redis = redis
+        self._scripts = scripts
+        self._accept = ScriptBatcher(redis, scripts.accept)
+        self._timeout_ms = int(timeout * 1000)
+        self._events_retention = events_retention
+        self._clock_offset_ms = 0  # Redis's clock minus ours: deadlines are checked on Redis's clock
+
+    async def sync_clock(self) -> None:
+        """Learn how far Redis's clock is from ours (accept deadlines are compared on Redis's)."""
+        with translated():
+            before = time.time()
+            seconds, micros = await self._redis.time()
+            after = time.time()
+        self._clock_offset_ms = int((seconds + micros / 1e6 - (before + after) / 2) * 1000)
+
+    async def keep_clock(self) -> None:
+        while True:
+            await asyncio.sleep(CLOCK_SYNC_INTERVAL)
+            try:
+                await self.sync_clock()
+            except StoreUnavailable:
+                continue
+
+    async def accept(
+        self,
+        message: NewMessage,
+        *,
+        ttl_s: int,
+        limit: ClientLimit | None = None,
+        idempotency: Idempotency | None = None,
+        facade: bool = False,
+        facade_retry: str | None = None,
+        check_exists: bool = False,
+    ) -> AcceptOutcome:
+        """Write ``message`` unless the rate, the key or the deadline says otherwise (``lua/accept.lua``)."""
+        deadline = now_ms() + self._clock_offset_ms + self._timeout_ms - DEADLINE_MARGIN_MS
+        fields = message.fields()
+        body: dict[str, Any] = {
+            "id": message.id,
+            "lane": message.lane,
+            "ttl": ttl_s,
+            "deadline": deadline,
+            "f": [item for pair in fields.items() for item in pair],
+            "t": message.timers(),
+            "facade": facade,
+            "exists": check_exists,
+        }
+        if limit is not None:
+            body["rate"] = [keys.client_rate(limit.client), limit.rate, limit.burst]
+        if idempotency is not None:
+            record = f"done|{idempotency.body_hash}|{message.id}|202"
+            body["idem"] = [idempotency.key, idempotency.body_hash, record]
+        if facade_retry is not None:
+            body["retry"] = facade_retry
+        try:
+            raw = await self._accept([], [orjson.dumps(body)])
+        except redis.exceptions.RedisError as exc:
+            if not is_unavailable(exc):
+                raise
+            if not maybe_sent(exc):
+                raise StoreUnavailable(f"Redis is unavailable ({outage_name(exc)})") from None
+            return await self._find_out(message, deadline)
+        return _outcome(message, raw)
+
+    async def _find_out(self, message: NewMessage, deadline: int) -> Accepted:
+        """Whether an accept whose answer was lost wrote the message: ``Accepted``; ``StoreUnavailable`` (it
+        did not, and now never will), or ``StoreOutcomeUnknown`` when Redis cannot be asked in time."""
+        found = await self.resolve(message.id, deadline, patience=self._timeout_ms / 1000)
+        if found is None:
+            raise StoreOutcomeUnknown(
+                "Redis did not answer; whether the message was stored is not known", message.id, deadline
+            )
+        if found is False:
+            raise StoreUnavailable("Redis answered too late; nothing was accepted")
+        return Accepted(message.view(), found or None)
+
+    async def resolve(self, message_id: str, deadline: int, *, patience: float) -> int | bool | None:
+        """Ask, for up to ``patience`` seconds, whether an accept with ``deadline`` stored ``message_id``:
+        its facade smsID (0 if none) when it did, False when it did not, None when Redis could not say."""
+        give_up = time.monotonic() + patience
+        while time.monotonic() < give_up:
+            try:
+                answer = await self._scripts.findout(args=[message_id, deadline])
+            except redis.exceptions.RedisError as exc:
+                if not is_unavailable(exc):
+                    raise
+                await asyncio.sleep(0.05)
+                continue
+            if answer[0] == "stored":
+                return int(answer[1]) if answer[1] else 0
+            if answer[0] == "absent":
+                return False
+            await asyncio.sleep(min(1.0, int(answer[1]) / 1000))
+        return None
+
+    async def view(self, message_id: str) -> MessageView | None:
+        with translated():
+            fields: dict[str, str] = await self._redis.hgetall(keys.message(message_id))  # type: ignore[misc]
+        return MessageView.parse(message_id, fields) if fields else None
+
+    async def replay(self, idempotency: Idempotency) -> Replayed | Mismatch | None:
+        """What an Idempotency-Key recorded, without writing (a retry whose body no longer validates)."""
+        with translated():
+            record = await self._redis.get(idempotency.key)
+            if record is None:
+                return None
+            _state, body_hash, message_id, code, *rest = str(record).split("|")
+            if body_hash != idempotency.body_hash:
+                return Mismatch()
+            view = await self.view(message_id)
+        facade_id = int(rest[0]) if rest and rest[0] else None
+        return Replayed(message_id, int(code), view, facade_id)
+
+    async def cancel(self, message_id: str, client: str) -> int | None:
+        """Cancel what was not handed to uBill; the number cancelled, or None when not this client's."""
+        now = now_ms()
+        with translated():
+            result = await self._scripts.cancel(
+                args=[message_id, client, now, iso(now), stream_minid(now, self._events_retention)]
+            )
+        return int(result[1]) if result[0] == "ok" else None
+
+    async def facade_message(self, sms_id: str) -> MessageView | None:
+        """The message behind one of the facade's integer smsIDs."""
+        with translated():
+            message_id = await self._redis.get(keys.facade(sms_id))
+        return await self.view(str(message_id)) if message_id else None
+
+    async def remember_facade_retry(
+        self, client: str, fingerprint: str, message_id: str, facade_id: int
+    ) -> None:
+        """A facade send answered "outcome unknown" turned out stored: its retry gets the same smsID."""
+        with translated():
+            await self._redis.set(
+                keys.facade_retry(client, fingerprint), f"{message_id}|{facade_id}", ex=keys.FACADE_RETRY_TTL
+            )
+
+    async def client_allowed(self, limit: ClientLimit) -> int:
+        """0 when the client may make one more call now, else the ms to wait (calls other than sends)."""
+        with translated():
+            wait = await self._scripts.client_rate(
+                args=[keys.client_rate(limit.client), limit.rate, limit.burst]
+            )
+        return int(wait)
+
+    async def ping(self) -> None:
+        with translated():
+            await self._redis.ping()
+
+
+def _outcome(message: NewMessage, raw: list[Any]) -> AcceptOutcome:
+    code = int(raw[0])
+    if code == 1:
+        return Accepted(message.view(), int(raw[1]) if raw[1] else None)
+    if code == 2:
+        fields = dict(zip(raw[4::2], raw[5::2], strict=True))
+        view = MessageView.parse(str(raw[1]), fields) if fields else None
+        return Replayed(str(raw[1]), int(raw[2]), view, int(raw[3]) if raw[3] else None)
+    if code == 3:
+        message_id = str(raw[1])
+        return Replayed(message_id, 200, None, int(raw[2]) if raw[2] else None)
+    if code == -1:
+        raise StoreUnavailable("Redis answered too late; nothing was accepted")
+    if code == -2:
+        return Limited(int(raw[1]))
+    if code == -3:
+        return Mismatch()
+    return Exists()
