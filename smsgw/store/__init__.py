@@ -37,16 +37,10 @@ class Store:
         self.settings = settings
         self.redis = redis if redis is not None else connect(settings)
         self.scripts = Scripts.load(self.redis)
-        self.messages = Messages(
-            self.redis,
-            self.scripts,
-            timeout=settings.redis_timeout,
-            events_retention=settings.events_retention,
-        )
+        self.messages = Messages(self.redis, self.scripts, timeout=settings.redis_timeout)
         self.deliveries = Deliveries(
             self.redis,
             self.scripts,
-            events_retention=settings.events_retention,
             orphan_ttl=settings.orphan_ttl,
             reconcile_after=settings.reconcile_after,
         )

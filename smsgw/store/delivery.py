@@ -13,7 +13,6 @@ from redis.asyncio import Redis
 
 from smsgw.clock import iso, now_ms
 from smsgw.store.connection import translated
-from smsgw.store.events import stream_minid
 from smsgw.store.scripts import Scripts
 from smsgw.store.statuses import CALLBACK_STATUS
 
@@ -34,13 +33,11 @@ class Deliveries:
         redis: Redis,
         scripts: Scripts,
         *,
-        events_retention: int,
         orphan_ttl: int,
         reconcile_after: float,
     ) -> None:
         self._redis = redis
         self._scripts = scripts
-        self._events_retention = events_retention
         self._orphan_ttl = orphan_ttl
         self._reconcile_after_ms = int(reconcile_after * 1000)
 
@@ -56,7 +53,6 @@ class Deliveries:
                     status_id,
                     iso(occurred_ms),
                     now,
-                    stream_minid(now, self._events_retention),
                     self._orphan_ttl,
                     occurred_ms,
                     now + self._reconcile_after_ms,

@@ -20,7 +20,6 @@ from redis.asyncio import Redis
 from smsgw.clock import iso, now_ms
 from smsgw.store import keys
 from smsgw.store.connection import translated
-from smsgw.store.events import stream_minid
 from smsgw.store.scripts import Scripts
 
 __all__ = [
@@ -34,6 +33,7 @@ __all__ = [
     "Reconcile",
     "Send",
     "Settled",
+    "Taken",
 ]
 
 
@@ -134,6 +134,19 @@ class Capacity:
         return orjson.dumps({"calls": self.calls, "numbers": self.numbers, "shares": self.shares}).decode()
 
 
+NO_TIMER = float("inf")
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What one take brought: the jobs; seconds to wait for uBill capacity when that stopped it (0 if not);
+    and when nothing more was due, seconds until the lane's next timer (None: none, or more may be due)."""
+
+    jobs: list[Job]
+    capacity_wait: float
+    idle: float | None
+
+
 @dataclass(frozen=True)
 class Settled:
     state: str  # ok | gone | stale
@@ -182,7 +195,6 @@ class Dispatch:
         *,
         owner: str,
         lease: float,
-        events_retention: int,
         capacity: Capacity,
     ) -> None:
         self._redis = redis
@@ -191,35 +203,22 @@ class Dispatch:
         self.owner = owner
         self.lease_ms = int(lease * 1000)
         self.grace_ms = self.lease_ms
-        self._events_retention = events_retention
         self._capacity = capacity.as_json()
         # Orders settles after an in-flight heartbeat, so a lease refresh never overwrites a newer timer.
         self._order = asyncio.Lock()
 
-    def _now(self) -> tuple[int, str, str]:
+    async def take(self, lane: str, want: int, window: int) -> Taken:
+        """Up to ``want`` due units of ``lane`` (looking at ``window`` due timers)."""
         now = now_ms()
-        return now, iso(now), stream_minid(now, self._events_retention)
-
-    async def take(self, lane: str, want: int, window: int) -> tuple[list[Job], float]:
-        """Up to ``want`` due units of ``lane`` (looking at ``window`` due timers); and seconds to wait for
-        uBill capacity when that is what stopped it (0 otherwise)."""
-        now, stamp, minid = self._now()
+        args: list[str | int] = [lane, now, iso(now), want, self.lease_ms, self.owner, window, self.grace_ms]
+        args.append(self._capacity)
         with translated():
-            raw = await self._scripts.take(
-                args=[
-                    lane,
-                    now,
-                    stamp,
-                    minid,
-                    want,
-                    self.lease_ms,
-                    self.owner,
-                    window,
-                    self.grace_ms,
-                    self._capacity,
-                ]
-            )
-        return [_job(lane, item) for item in raw[1:]], int(raw[0]) / 1000
+            raw = await self._scripts.take(args=args)
+        wait = int(raw[0]) / 1000
+        idle = (
+            None if not raw[1] else (NO_TIMER if raw[1] == "none" else max(0.0, (float(raw[1]) - now) / 1000))
+        )
+        return Taken([_job(lane, item) for item in raw[2:]], wait, idle)
 
     async def settle(
         self,
@@ -232,13 +231,13 @@ class Dispatch:
         reconcile_after: float = 0,
     ) -> Settled:
         """Record an attempt's end (and the unit's next timer) in one script."""
-        now, stamp, minid = self._now()
+        now = now_ms()
         reconcile_at = now + int(reconcile_after * 1000)
-        args: list[str | int] = [unit.message_id, unit.k, outcome.value, now, stamp, minid, self.owner]
-        args += [sms_id, reason]
+        args: list[str | int] = [unit.message_id, unit.k, outcome.value, now, iso(now), self.owner, sms_id]
+        args += [reason, next_at_ms, reconcile_at, *getattr(unit, "numbers", ())]
         async with self._order:
             with translated():
-                raw = await self._scripts.settle(args=[*args, next_at_ms, reconcile_at])
+                raw = await self._scripts.settle(args=args)
         if raw[0] in ("gone", "stale"):
             return Settled(str(raw[0]), 0, 0)
         return Settled("ok", int(raw[1]), int(raw[2]))
@@ -256,13 +255,8 @@ class Dispatch:
         with translated():
             await self._scripts.beat(args=[self.owner, self.grace_ms, now_ms(), self.lease_ms, "{}", "1"])
 
-    async def wait_for_work(self, lane: str, cap: float) -> None:
-        """Block until work may be due: an accept's nudge, or the next timer of ``lane`` (at most ``cap``)."""
-        now = now_ms()
+    async def wait_for_work(self, lane: str, seconds: float) -> None:
+        """Block until an accept's nudge, or ``seconds`` (the lane's next timer, capped by the caller)."""
         with translated():
-            upcoming = await self._redis.zrangebyscore(
-                keys.lane_queue(lane), f"({now}", "+inf", start=0, num=1, withscores=True
-            )
-            wait = cap if not upcoming else min(cap, max(0.001, (float(upcoming[0][1]) - now) / 1000))
             # Redis >= 6 takes a fractional timeout; redis-py types it as int.
-            await self._blocking.blpop([keys.wake(lane)], timeout=wait)  # type: ignore[arg-type,misc]
+            await self._blocking.blpop([keys.wake(lane)], timeout=max(0.001, seconds))  # type: ignore[arg-type,misc]

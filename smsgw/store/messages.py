@@ -23,7 +23,6 @@ from smsgw.errors import StoreOutcomeUnknown, StoreUnavailable
 from smsgw.store import keys
 from smsgw.store.batching import ScriptBatcher
 from smsgw.store.connection import is_unavailable, maybe_sent, outage_name, translated
-from smsgw.store.events import stream_minid
 from smsgw.store.records import MessageView, NewMessage
 from smsgw.store.scripts import Scripts
 
@@ -100,12 +99,11 @@ AcceptOutcome = Accepted | Replayed | Limited | Mismatch | Exists
 
 
 class Messages:
-    def __init__(self, redis: Redis, scripts: Scripts, *, timeout: float, events_retention: int) -> None:
+    def __init__(self, redis: Redis, scripts: Scripts, *, timeout: float) -> None:
         self._redis = redis
         self._scripts = scripts
         self._accept = ScriptBatcher(redis, scripts.accept)
         self._timeout_ms = int(timeout * 1000)
-        self._events_retention = events_retention
         self._clock_offset_ms = 0  # Redis's clock minus ours: deadlines are checked on Redis's clock
 
     async def sync_clock(self) -> None:
@@ -218,9 +216,7 @@ class Messages:
         """Cancel what was not handed to uBill; the number cancelled, or None when not this client's."""
         now = now_ms()
         with translated():
-            result = await self._scripts.cancel(
-                args=[message_id, client, now, iso(now), stream_minid(now, self._events_retention)]
-            )
+            result = await self._scripts.cancel(args=[message_id, client, now, iso(now)])
         return int(result[1]) if result[0] == "ok" else None
 
     async def facade_message(self, sms_id: str) -> MessageView | None:

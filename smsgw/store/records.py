@@ -58,15 +58,32 @@ class Unit(NamedTuple):
         state, owner, sms_id, tries, open_, at, reason = raw.split("|", 6)
         return cls(k, state, owner, sms_id, int(tries or 0), int(open_ or 0), int(at or 0), reason)
 
+    @classmethod
+    def fresh(cls, k: int, numbers: int) -> Unit:
+        """A unit nothing has happened to yet: accepted without a record (one field less per unit)."""
+        return cls(k, UNIT_NEW, "", "", 0, numbers, 0, "")
 
-_PROCESS_TAG = secrets.token_hex(5)  # random per process: ids from different gateways never collide
+
+_PROCESS_TAG = "".join(
+    secrets.choice("0123456789abcdefghijklmnopqrstuvwxyz") for _ in range(6)
+)  # per process
 _SEQUENCE = itertools.count(secrets.randbelow(1 << 20))
 
 
+def _base36(value: int, width: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    for _ in range(width):
+        value, rest = divmod(value, 36)
+        out = digits[rest] + out
+    return out
+
+
 def new_message_id() -> str:
-    """Sortable by creation time (hex milliseconds first), unique (process tag + counter), and cheap:
-    no system call per id on the hot path. Ids are not secrets: every read checks the owning client."""
-    return f"msg_{now_ms():011x}{_PROCESS_TAG}{next(_SEQUENCE) & 0xFFFFFF:06x}"
+    """Sortable by creation time (milliseconds first, fixed width until 2059), unique (process tag +
+    counter), short (an id is written a dozen times per message: keys, timers, events) and cheap: no system
+    call per id. Ids are not secrets: every read checks the owning client."""
+    return f"msg_{_base36(now_ms(), 8)}{_PROCESS_TAG}{_base36(next(_SEQUENCE), 4)}"
 
 
 @dataclass(frozen=True)
@@ -84,7 +101,6 @@ class MessageMeta:
     send_at_ms: int | None
     expires_ms: int
     stop_list: bool
-    recipient_count: int
     unit_count: int
     facade_id: int | None
 
@@ -103,8 +119,7 @@ class MessageMeta:
             created_ms=int(fields["ca"]),
             send_at_ms=int(send_at) if send_at else None,
             expires_ms=int(fields["ea"]),
-            stop_list=fields.get("sl") == "1",
-            recipient_count=int(fields.get("n", "0")),
+            stop_list=fields.get("sl") != "0",
             unit_count=int(fields.get("u", "0")),
             facade_id=int(fid) if fid else None,
         )
@@ -141,8 +156,15 @@ class MessageView:
         numbers = tuple(
             tuple(n for n in fields.get(f"n:{k}", "").split(",") if n) for k in range(meta.unit_count)
         )
-        units = tuple(Unit.parse(k, fields[f"u:{k}"]) for k in range(meta.unit_count) if f"u:{k}" in fields)
+        units = tuple(
+            Unit.parse(k, fields[f"u:{k}"]) if f"u:{k}" in fields else Unit.fresh(k, len(numbers[k]))
+            for k in range(meta.unit_count)
+        )
         return cls(meta, fields.get("t", ""), fields.get("x") == "1", units, numbers, fields)
+
+    @property
+    def recipient_count(self) -> int:
+        return sum(len(unit) for unit in self.unit_numbers)
 
     def numbers(self) -> list[str]:
         return [n for unit in self.unit_numbers for n in unit]
@@ -229,27 +251,30 @@ class NewMessage:
         return sum(len(u) for u in self.units)
 
     def fields(self) -> dict[str, str]:
-        """Everything the hash holds at acceptance: meta, units and recipients."""
+        """Everything the hash holds at acceptance: meta, units' numbers and recipients. Every field costs
+        bytes in the AOF per message: empty and default values are left out (``MessageMeta.parse``), and a
+        unit gets its record only once something happens to it (``Unit.fresh``)."""
         out = {
             "c": self.client,
             "p": self.lane,
             "b": str(self.brand_id),
             "t": self.text,
-            "ref": self.reference or "",
             "seg": str(self.segments),
             "enc": self.encoding,
             "ca": str(self.created_ms),
-            "sa": "" if self.send_at_ms is None else str(self.send_at_ms),
             "ea": str(self.expires_ms),
-            "sl": "1" if self.stop_list else "0",
-            "n": str(self.recipient_count),
             "u": str(len(self.units)),
         }
+        if self.reference:
+            out["ref"] = self.reference
+        if self.send_at_ms is not None:
+            out["sa"] = str(self.send_at_ms)
+        if not self.stop_list:
+            out["sl"] = "0"
         if self.sealed:
             out["x"] = "1"
         recipient = f"{self.initial_status}|{self.created_ms}|||"
         for k, numbers in enumerate(self.units):
-            out[f"u:{k}"] = f"{UNIT_NEW}||||0|0|"
             out[f"n:{k}"] = ",".join(numbers)
             for number in numbers:
                 out[f"r:{number}"] = recipient

@@ -108,10 +108,12 @@ class Upkeep:
         with translated():
             fields: dict[str, str] = await self._redis.hgetall(keys.message(message_id))  # type: ignore[misc]
             score = await self._redis.zscore(keys.DEAD, dead_id)
-        if not fields or f"u:{k}" not in fields:
+        if not fields:
             return None
         view = MessageView.parse(message_id, fields)
-        unit = next(u for u in view.units if u.k == int(k))
+        unit = next((u for u in view.units if u.k == int(k)), None)
+        if unit is None:
+            return None
         return DeadLetter(dead_id, int(score or 0), view, unit)
 
     async def mark_replayed(self, letter: DeadLetter, replay_id: str) -> None:

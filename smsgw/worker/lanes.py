@@ -62,9 +62,16 @@ class Lane:
         while not self._stopping:
             free = self.slots - len(self.running)
             try:
-                started, wait = await self._take(free) if free > 0 else (0, 0.0)
-                if not started:
-                    await self._idle(free, wait)
+                if free <= 0:
+                    await self._wait_for_slot(IDLE_CAP)
+                    continue
+                taken = await self._store.take(self.name, free, self.window)
+                started = self._start_all(taken.jobs)
+                if taken.capacity_wait > 0:
+                    await self._wait_for_slot(min(IDLE_CAP, taken.capacity_wait))
+                elif taken.idle is not None and started < free:
+                    # Nothing more due: block until an accept nudges us or the next timer (at most a second).
+                    await self._store.wait_for_work(self.name, min(IDLE_CAP, taken.idle))
                 pause = 0.1
             except StoreUnavailable as exc:
                 log.warning("lane.redis_unavailable", lane=self.name, error=str(exc))
@@ -73,8 +80,7 @@ class Lane:
         if self.running:
             await asyncio.wait(list(self.running.values()))
 
-    async def _take(self, free: int) -> tuple[int, float]:
-        jobs, wait = await self._store.take(self.name, free, self.window)
+    def _start_all(self, jobs: list[Job]) -> int:
         started = 0
         for job in jobs:
             if isinstance(job, Expired):
@@ -82,7 +88,7 @@ class Lane:
             elif job.unit_id not in self.running:  # one run per unit per process, whatever Redis hands out
                 self._start(job)
                 started += 1
-        return started, wait
+        return started
 
     def _start(self, job: Job) -> None:
         task = asyncio.create_task(self._run(job))
@@ -106,12 +112,9 @@ class Lane:
         finally:
             gauge.dec()
 
-    async def _idle(self, free: int, wait: float) -> None:
-        """Sleep until a slot frees (when full), capacity comes (when waiting for it) or work arrives."""
+    async def _wait_for_slot(self, seconds: float) -> None:
+        """Sleep until a slot frees (or a stop is asked), at most ``seconds``."""
         self._slot_freed.clear()
-        if free <= 0 or wait > 0:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(IDLE_CAP, wait) if wait > 0 else IDLE_CAP):
-                    await self._slot_freed.wait()
-            return
-        await self._store.wait_for_work(self.name, IDLE_CAP)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._slot_freed.wait()

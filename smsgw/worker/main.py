@@ -53,7 +53,6 @@ class WorkerProcess:
             self.store.scripts,
             owner=self.owner,
             lease=settings.job_lease,
-            events_retention=settings.events_retention,
             capacity=Capacity(
                 settings.ubill_rate_calls,
                 settings.ubill_rate_numbers,

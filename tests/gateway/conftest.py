@@ -144,6 +144,5 @@ def dispatch(redis: Redis, scripts: Scripts) -> Dispatch:
         scripts,
         owner="test-owner",
         lease=5.0,
-        events_retention=90_000,
         capacity=Capacity(0, 0, {}),
     )

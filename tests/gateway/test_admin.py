@@ -94,8 +94,7 @@ async def test_dead_letter_written_by_the_settle_script(
 ) -> None:
     """A dead unit recorded without a worker (as the worker's settle does) is listed and replayable."""
     created = await stack.send({"to": [A], "text": "hello", "priority": "otp"}, who="ops")
-    jobs, _ = await dispatch.take("otp", 1, 10)
-    (job,) = jobs
+    (job,) = (await dispatch.take("otp", 1, 10)).jobs
     assert isinstance(job, Send) and job.numbers == (A,)
     before = datetime.now(UTC) - timedelta(seconds=1)
     await dispatch.settle(job, Outcome.DEAD, reason="retries exhausted after 8 attempts: boom")

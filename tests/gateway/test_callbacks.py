@@ -199,8 +199,7 @@ async def test_orphan_settled_through_the_settle_script(stack: Stack, dispatch: 
     """The same, driven without a worker: take and settle unit 0 as the worker would."""
     ok(await callback(stack, **params("777", A, 2)))
     created = await stack.send({"to": [A], "text": "hello"})
-    jobs, _ = await dispatch.take("transactional", 1, 10)
-    (job,) = jobs
+    (job,) = (await dispatch.take("transactional", 1, 10)).jobs
     assert isinstance(job, Send)
     await dispatch.settle(job, Outcome.ACKED, sms_id="777", reconcile_after=600)
     message = await stack.get(created["id"])

@@ -531,7 +531,7 @@ async def test_redis_holds_the_message_and_a_lane_entry_per_unit(stack: Stack, r
     assert view.meta.client == "auth-service"
     assert view.meta.lane == "transactional"
     assert view.text == "hello all"
-    assert view.meta.recipient_count == 150
+    assert view.recipient_count == 150
     assert [len(unit) for unit in view.unit_numbers] == [100, 50]  # SMSGW_BATCH_SIZE per uBill call
     assert view.numbers() == to
     assert {r.status for r in view.recipients()} == {"queued"}

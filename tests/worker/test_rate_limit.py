@@ -31,9 +31,7 @@ async def stack(redis_url: str) -> AsyncIterator[Stack]:
 
 def dispatcher(redis: Redis, calls: int = CAP, per_second: int = 0) -> Dispatch:
     capacity = Capacity(calls, per_second, SHARES)
-    return Dispatch(
-        redis, redis, Scripts.load(redis), owner="test", lease=30, events_retention=90_000, capacity=capacity
-    )
+    return Dispatch(redis, redis, Scripts.load(redis), owner="test", lease=30, capacity=capacity)
 
 
 async def queue(stack: Stack, lane: str, count: int, size: int = 1) -> None:
@@ -44,8 +42,8 @@ async def queue(stack: Stack, lane: str, count: int, size: int = 1) -> None:
 
 
 async def take(dispatch: Dispatch, lane: str, want: int) -> int:
-    jobs, _wait = await dispatch.take(lane, want, 100)
-    return sum(isinstance(job, Send) for job in jobs)
+    taken = await dispatch.take(lane, want, 100)
+    return sum(isinstance(job, Send) for job in taken.jobs)
 
 
 async def fresh_window(redis: Redis) -> None:
@@ -89,8 +87,9 @@ async def test_refusal_tells_how_long_to_wait_and_marks_demand(stack: Stack, red
     dispatch = dispatcher(redis)
     await fresh_window(redis)
     assert await take(dispatch, "bulk", 8) == 8
-    jobs, wait = await dispatch.take("bulk", 1, 100)
-    assert jobs == [] and 0 < wait <= 1.0
+    taken = await dispatch.take("bulk", 1, 100)
+    wait = taken.capacity_wait
+    assert taken.jobs == [] and 0 < wait <= 1.0
     assert await redis.exists(keys.demand("bulk"))
     # The unit that did not get capacity was not claimed: it is still queued, cancellable, due.
     started = time.monotonic()

@@ -2,10 +2,13 @@
 -- Scripts take ids (message id, unit k, smsID, lane, owner) and build keys with P; see smsgw/store/keys.py.
 -- Records (smsgw/store/records.py reads the same formats):
 --   recipient r:{number} = status|updated_ms|sms_id|status_id|error
---   unit      u:{k}      = state|owner|sms_id|tries|open|at_ms|reason
+--   unit      u:{k}      = state|owner|sms_id|tries|open|at_ms|reason   (absent: new, all numbers waiting)
+-- Cost matters (every command and AOF byte is paid per message): a script reads each record once (one HMGET
+-- for meta, unit, numbers and the records it already knows it needs) and writes the hash once.
 if redis.replicate_commands then redis.replicate_commands() end
 
 local WAITING = {queued = true, scheduled = true}
+local ACKABLE = {dispatching = true, unknown = true, queued = true, scheduled = true}
 
 local function is_terminal(status)
   return RANK[status] == TERMINAL_RANK
@@ -37,7 +40,7 @@ end
 
 local function split(s, sep)
   local out = {}
-  if s == nil or s == '' then return out end
+  if s == nil or s == false or s == '' then return out end
   for part in string.gmatch(s, '([^' .. sep .. ']+)') do out[#out + 1] = part end
   return out
 end
@@ -53,19 +56,27 @@ local function redis_now()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- One message with the meta fields decisions and events need, unit k and its numbers, in one HMGET.
--- Returns nil when the message is gone (expired from Redis).
-local function load(message_id, k)
+-- One message: meta fields, unit k, its numbers, and the records of `known` numbers, in one HMGET.
+-- Returns nil when the message is gone (expired from Redis). m.raws maps each known number to its record.
+local function load(message_id, k, known)
   local key = P.msg .. message_id
-  local v = redis.call('HMGET', key, 'c', 'p', 'ref', 'ca', 'sa', 'ea', 'b', 't', 'sl', 'x',
-                       'u:' .. k, 'n:' .. k)
+  local fields = {'c', 'p', 'ref', 'ca', 'sa', 'ea', 'b', 't', 'sl', 'x', 'u:' .. k, 'n:' .. k}
+  if known then for _, n in ipairs(known) do fields[#fields + 1] = 'r:' .. n end end
+  local v = redis.call('HMGET', key, unpack(fields))
   if not v[1] then return nil end
   local m = {key = key, id = message_id, k = tostring(k), c = v[1], p = v[2], ref = v[3], ca = v[4], sa = v[5],
-             ea = tonumber(v[6]), b = v[7], t = v[8], sl = v[9], x = v[10]}
-  return m, unit_parse(v[11]), split(v[12], ',')
+             ea = tonumber(v[6]), b = v[7], t = v[8], sl = v[9], x = v[10], raws = {}}
+  if known then for i, n in ipairs(known) do m.raws[n] = v[12 + i] end end
+  local numbers = split(v[12], ',')
+  local unit = unit_parse(v[11])
+  if not unit and v[12] then
+    unit = {st = 'new', owner = '', sms = '', tries = 0, open = #numbers, at = 0, reason = ''}
+  end
+  return m, unit, numbers
 end
 
--- One status event: the contract's JSON on pub/sub (global + per client) and in the client's stream.
+-- One status event: the contract's JSON on pub/sub (global + per client) and in the client's stream (trimmed
+-- by age by upkeep.lua, not on every append: MINID on each XADD costs AOF bytes per event).
 local function emit(m, number, rec, ctx)
   local ev = cjson.encode({
     message_id = m.id,
@@ -77,20 +88,30 @@ local function emit(m, number, rec, ctx)
     provider_status_id = rec.sid ~= '' and tonumber(rec.sid) or cjson.null,
     occurred_at = ctx.iso,
   })
-  redis.call('XADD', P.stream .. m.c, 'MINID', '~', ctx.minid, '*', 'event', ev)
+  redis.call('XADD', P.stream .. m.c, '*', 'event', ev)
   redis.call('PUBLISH', C.EVENTS_CHANNEL, ev)
   redis.call('PUBLISH', P.channel .. m.c, ev)
 end
 
--- Plan moving `numbers` to `status`: reads their records in one HMGET, appends the changed ones to `writes`
--- (HSET arguments) and returns {{number, rec}, ...} for emit_all. `from` (optional) restricts the move to
--- recipients in one of those statuses; otherwise a move only goes forward and never leaves a terminal status.
+-- Plan moving `numbers` to `status`: their records come from m.raws when load read them, else one HMGET.
+-- Appends the changed ones to `writes` (HSET arguments) and returns the changed list ({number, rec}) and how
+-- many of the others are not final. `from` (optional) restricts the move to recipients in one of those
+-- statuses; otherwise a move only goes forward and never leaves a terminal status.
 local function plan(m, numbers, status, ctx, extra, from, writes)
-  local changed = {}
-  if #numbers == 0 then return changed end
-  local fields = {}
-  for i, n in ipairs(numbers) do fields[i] = 'r:' .. n end
-  local raws = redis.call('HMGET', m.key, unpack(fields))
+  local changed, still_open = {}, 0
+  if #numbers == 0 then return changed, still_open end
+  local raws = {}
+  local missing = {}
+  for i, n in ipairs(numbers) do
+    local v = m.raws[n]
+    if v == nil then missing[#missing + 1] = i else raws[i] = v end
+  end
+  if #missing > 0 then
+    local fields = {}
+    for j, i in ipairs(missing) do fields[j] = 'r:' .. numbers[i] end
+    local got = redis.call('HMGET', m.key, unpack(fields))
+    for j, i in ipairs(missing) do raws[i] = got[j] end
+  end
   for i, n in ipairs(numbers) do
     local v = raws[i]
     if v then
@@ -105,13 +126,24 @@ local function plan(m, numbers, status, ctx, extra, from, writes)
           if extra.sid then rec.sid = extra.sid end
           if extra.err then rec.err = string.gsub(extra.err, '|', '/') end
         end
-        writes[#writes + 1] = fields[i]
-        writes[#writes + 1] = rec_str(rec)
+        local s = rec_str(rec)
+        m.raws[n] = s
+        writes[#writes + 1] = 'r:' .. n
+        writes[#writes + 1] = s
         changed[#changed + 1] = {n, rec}
+      elseif not is_terminal(rec.s) then
+        still_open = still_open + 1
       end
     end
   end
-  return changed
+  return changed, still_open
+end
+
+-- The unit record joins the same HSET as the recipients.
+local function with_unit(m, unit, writes)
+  writes[#writes + 1] = 'u:' .. m.k
+  writes[#writes + 1] = unit_str(unit)
+  return writes
 end
 
 local function write(m, writes)
@@ -126,31 +158,10 @@ end
 local function move(m, numbers, status, ctx, extra, from, unit)
   local writes = {}
   local changed = plan(m, numbers, status, ctx, extra, from, writes)
-  if unit then
-    writes[#writes + 1] = 'u:' .. m.k
-    writes[#writes + 1] = unit_str(unit)
-  end
+  if unit then with_unit(m, unit, writes) end
   write(m, writes)
   emit_all(m, changed, ctx)
   return changed
-end
-
-local function count_terminal(changed)
-  local n = 0
-  for _, c in ipairs(changed) do if is_terminal(c[2].s) then n = n + 1 end end
-  return n
-end
-
--- Non-terminal recipients among `numbers` (a unit's `open` count when uBill accepts it).
-local function count_open(m, numbers)
-  if #numbers == 0 then return 0 end
-  local fields = {}
-  for i, n in ipairs(numbers) do fields[i] = 'r:' .. n end
-  local open = 0
-  for _, v in ipairs(redis.call('HMGET', m.key, unpack(fields))) do
-    if v and not is_terminal(rec_parse(v).s) then open = open + 1 end
-  end
-  return open
 end
 
 -- A unit's lane timer: the next moment a worker must look at it (or none once it is finished).
@@ -178,17 +189,23 @@ local function clear_unsettled(m, numbers)
   for _, number in ipairs(numbers) do redis.call('SREM', P.unsettled .. number, unit) end
 end
 
--- A provider status (callback, report line or kept orphan) for one number of unit m.k.
--- Returns 'applied', 'duplicate' (not newer than what we have) or 'ignored' (number not in that unit).
+-- A provider status (callback, report line or kept orphan) for one number of unit m.k, written together with
+-- the unit's count of open recipients. Returns 'applied', 'duplicate' (not newer than what we have) or
+-- 'ignored' (number not in that unit).
 local function apply_status(m, unit, numbers, number, status, sid, sms, ctx)
   if not contains(numbers, number) then return 'ignored' end
-  local changed = move(m, {number}, status, ctx, {sms = sms, sid = sid}, nil, nil)
+  local writes = {}
+  local changed = plan(m, {number}, status, ctx, {sms = sms, sid = sid}, nil, writes)
   if #changed == 0 then return 'duplicate' end
+  local finished = false
   if unit and unit.st == 'acked' and is_terminal(status) then
     unit.open = math.max(0, unit.open - 1)
-    redis.call('HSET', m.key, 'u:' .. m.k, unit_str(unit))
-    if unit.open == 0 then no_timer(m) end
+    with_unit(m, unit, writes)
+    finished = unit.open == 0
   end
+  write(m, writes)
+  emit_all(m, changed, ctx)
+  if finished then no_timer(m) end
   return 'applied'
 end
 
@@ -207,9 +224,7 @@ local function apply_orphans(m, unit, numbers, sms, ctx)
   if #kept == 0 then return 0 end
   for _, entry in ipairs(kept) do
     local number, status, sid, iso = string.match(entry, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)')
-    if number then
-      apply_status(m, unit, numbers, number, status, sid, sms, {now = ctx.now, iso = iso, minid = ctx.minid})
-    end
+    if number then apply_status(m, unit, numbers, number, status, sid, sms, {now = ctx.now, iso = iso}) end
   end
   drop_orphans(sms, kept)
   return #kept
@@ -217,16 +232,18 @@ end
 
 -- uBill accepted unit m.k under `sms` (or adopted it by a callback): recipients submitted, smsID indexed,
 -- kept callbacks applied, and the unit's timer set to its reconciliation time (or dropped when all are final).
-local ACKABLE = {dispatching = true, unknown = true, queued = true, scheduled = true}
-local function record_ack(m, unit, numbers, sms, ctx, reconcile_at)
-  local changed = move(m, numbers, 'submitted', ctx, {sms = sms}, ACKABLE, nil)
+-- `claimed`: the numbers the call carried (their records are in m.raws when load read them).
+local function record_ack(m, unit, claimed, numbers, sms, ctx, reconcile_at)
+  local writes = {}
+  local changed, still_open = plan(m, claimed, 'submitted', ctx, {sms = sms}, ACKABLE, writes)
   unit.st, unit.sms, unit.reason, unit.at = 'acked', sms, '', tonumber(ctx.now)
-  unit.open = count_open(m, numbers)
+  unit.open = #changed + still_open
+  write(m, with_unit(m, unit, writes))
+  emit_all(m, changed, ctx)
   if sms ~= '' then
     redis.call('SET', P.sms .. sms, m.id .. ':' .. m.k, 'EX', C.SMS_ID_TTL)
     apply_orphans(m, unit, numbers, sms, ctx)
   end
-  redis.call('HSET', m.key, 'u:' .. m.k, unit_str(unit))
   if unit.open > 0 and sms ~= '' then timer(m, reconcile_at) else no_timer(m) end
   return #changed
 end
@@ -248,9 +265,9 @@ end
 -- outcome is unknown, and it is the only such reading: one smsID among the unit's numbers' kept callbacks, all
 -- of whose numbers are in the unit. Returns true when the unit was adopted (acked with that smsID).
 local ADOPT_SLACK_MS = 120000  -- uBill's date has second precision and its own clock
-local function adopt_orphans(m, unit, numbers, ctx, reconcile_at)
+local function adopt_orphans(m, unit, claimed, numbers, ctx, reconcile_at)
   local found = nil
-  for _, number in ipairs(numbers) do
+  for _, number in ipairs(claimed) do
     for _, sms in ipairs(redis.call('SMEMBERS', P.orphan_number .. number)) do
       if found and found ~= sms then return false end
       found = sms
@@ -259,9 +276,9 @@ local function adopt_orphans(m, unit, numbers, ctx, reconcile_at)
   if not found then return false end
   for _, entry in ipairs(redis.call('LRANGE', P.orphan .. found, 0, -1)) do
     local number, _, _, _, occurred = string.match(entry, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|?([^|]*)$')
-    if not number or not contains(numbers, number) then return false end
+    if not number or not contains(claimed, number) then return false end
     if (tonumber(occurred) or 0) < unit.at - ADOPT_SLACK_MS then return false end
   end
-  record_ack(m, unit, numbers, found, ctx, reconcile_at)
+  record_ack(m, unit, claimed, numbers, found, ctx, reconcile_at)
   return true
 end

@@ -1,6 +1,6 @@
 -- Apply one uBill delivery status (a callback, or a line of uBill's report) for (smsID, number).
 -- ARGV[1] smsID   ARGV[2] number   ARGV[3] status   ARGV[4] statusID   ARGV[5] occurred iso   ARGV[6] now ms
--- ARGV[7] stream min id   ARGV[8] orphan ttl s   ARGV[9] occurred ms   ARGV[10] reconcile at ms
+-- ARGV[7] orphan ttl s   ARGV[8] occurred ms   ARGV[9] reconcile at ms (for a unit adopted now)
 -- Returns {outcome, lane, created_ms, client} with outcome one of
 --   applied | duplicate | ignored (number not in that call) | adopted (matched to a lost answer) | orphaned
 -- A status only reaches a recipient uBill provably accepted from this gateway: a recorded smsID, or the
@@ -8,8 +8,8 @@
 -- answer — a refusal or a 5xx means uBill did not send it — must decide). Anything else is kept as an orphan
 -- until its smsID is recorded or its TTL ends: callbacks for smsIDs we never sent change nothing.
 local sms, number, status, sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local ctx = {now = ARGV[6], iso = ARGV[5], minid = ARGV[7]}
-local occurred = tonumber(ARGV[9])
+local ctx = {now = ARGV[6], iso = ARGV[5]}
+local occurred = tonumber(ARGV[8])
 local unit_id = redis.call('GET', P.sms .. sms)
 local adopted = false
 if not unit_id then
@@ -25,22 +25,23 @@ if not unit_id then
   if match then
     unit_id, adopted = match, true
   else
+    local ttl = tonumber(ARGV[7])
     local okey = P.orphan .. sms
-    redis.call('RPUSH', okey, number .. '|' .. status .. '|' .. sid .. '|' .. ARGV[5] .. '|' .. ARGV[9])
-    redis.call('EXPIRE', okey, tonumber(ARGV[8]))
+    redis.call('RPUSH', okey, number .. '|' .. status .. '|' .. sid .. '|' .. ARGV[5] .. '|' .. ARGV[8])
+    redis.call('EXPIRE', okey, ttl)
     local nkey = P.orphan_number .. number
     redis.call('SADD', nkey, sms)
-    redis.call('EXPIRE', nkey, tonumber(ARGV[8]))
-    redis.call('ZADD', C.ORPHANS, tonumber(ARGV[6]) + 1000 * tonumber(ARGV[8]), sms)
+    redis.call('EXPIRE', nkey, ttl)
+    redis.call('ZADD', C.ORPHANS, tonumber(ARGV[6]) + 1000 * ttl, sms)
     return {'orphaned', '', '', ''}
   end
 end
 local id, k = string.match(unit_id, '^(.*):(%d+)$')
-local m, unit, numbers = load(id, k)
+local m, unit, numbers = load(id, k, {number})
 if not m or not unit then return {'ignored', '', '', ''} end
 if adopted then
   clear_unsettled(m, numbers)
-  record_ack(m, unit, numbers, sms, {now = ARGV[6], iso = ARGV[5], minid = ARGV[7]}, tonumber(ARGV[10]))
+  record_ack(m, unit, numbers, numbers, sms, {now = ARGV[6], iso = ARGV[5]}, tonumber(ARGV[9]))
 end
 local outcome = apply_status(m, unit, numbers, number, status, sid, sms, ctx)
 if adopted and outcome ~= 'ignored' then outcome = 'adopted' end

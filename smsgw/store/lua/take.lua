@@ -1,20 +1,23 @@
 -- A lane worker takes up to `want` due units in one call: expires what is past validity, takes uBill capacity,
 -- claims (recipients dispatching, unit calling by `owner`, before any request leaves) and leases each one by
 -- moving its timer to now + lease (the lease is the timer: a unit whose worker dies is due again after it).
--- ARGV[1] lane   ARGV[2] now ms   ARGV[3] now iso   ARGV[4] stream min id   ARGV[5] want   ARGV[6] lease ms
--- ARGV[7] owner   ARGV[8] how many due timers to look at   ARGV[9] grace ms (liveness)
--- ARGV[10] capacity JSON {calls, numbers, shares: {otp, transactional, bulk}} or '' (no uBill rate limit)
--- Returns {wait_ms, job, job, ...}; wait_ms > 0 when it stopped for want of capacity. A job is one of
+-- ARGV[1] lane   ARGV[2] now ms   ARGV[3] now iso   ARGV[4] want   ARGV[5] lease ms   ARGV[6] owner
+-- ARGV[7] how many due timers to look at   ARGV[8] grace ms (liveness)
+-- ARGV[9] capacity JSON {calls, numbers, shares: {otp, transactional, bulk}} or '' (no uBill rate limit)
+-- Returns {wait_ms, next_ms, job, job, ...}: wait_ms > 0 when it stopped for want of capacity; next_ms, when it
+-- found nothing more due, is the lane's next timer ('none' if none; '' when more may be due), so an idle worker
+-- knows how long to block.
+-- A job is one of
 --   {'send', unit, tries, client, brand, text, stop_list, created_ms, send_at_ms, expires_ms, sealed, n1, ...}
 --   {'mine', unit, tries, expires_ms, created_ms, n1, ...}    claimed by this owner earlier (the runner knows
 --                                                               whether that attempt sent anything)
 --   {'orphaned', unit, owner, tries, expires_ms, created_ms, n1, ...}   its worker is provably gone mid-call
 --   {'reconcile', unit, sms_id, acked_ms, n1, ...}             accepted; its callbacks did not all come
 --   {'expired', unit, count, created_ms}                       validity ran out before dispatch
-local lane, now, want = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[5])
-local ctx = {now = ARGV[2], iso = ARGV[3], minid = ARGV[4]}
-local lease, owner, grace = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[9])
-local caps = ARGV[10] ~= '' and cjson.decode(ARGV[10]) or nil
+local lane, now, want = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
+local ctx = {now = ARGV[2], iso = ARGV[3]}
+local lease, owner, grace = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[8])
+local caps = ARGV[9] ~= '' and cjson.decode(ARGV[9]) or nil
 local qkey = P.lane .. lane
 local rnow = nil
 
@@ -108,9 +111,27 @@ local function dispatching(m, numbers)
   return out
 end
 
-local out = {0}
+-- Claim: recipients still waiting become dispatching. A unit whose every number is waiting (open = all) is
+-- written without reading its records: a waiting record holds no smsID, status code or error.
+local function claim(m, unit, numbers)
+  local writes = {}
+  if unit.open == #numbers then
+    local changed = {}
+    for _, n in ipairs(numbers) do
+      local rec = {s = 'dispatching', u = ctx.now, sms = '', sid = '', err = ''}
+      writes[#writes + 1] = 'r:' .. n
+      writes[#writes + 1] = rec_str(rec)
+      changed[#changed + 1] = {n, rec}
+    end
+    return changed, writes
+  end
+  return plan(m, numbers, 'dispatching', ctx, nil, WAITING, writes), writes
+end
+
+local out = {0, ''}
 local taken = 0
-local due = redis.call('ZRANGEBYSCORE', qkey, '-inf', now, 'LIMIT', 0, tonumber(ARGV[8]))
+local window = tonumber(ARGV[7])
+local due = redis.call('ZRANGEBYSCORE', qkey, '-inf', now, 'LIMIT', 0, window)
 for _, member in ipairs(due) do
   if taken >= want then break end
   local id, k = string.match(member, '^(.*):(%d+)$')
@@ -127,23 +148,20 @@ for _, member in ipairs(due) do
     else
       local wait = caps and capacity(#numbers) or 0
       if wait > 0 then out[1] = wait break end
-      unit.st, unit.owner, unit.at = 'calling', owner, now
-      local writes = {}
-      local changed = plan(m, numbers, 'dispatching', ctx, nil, WAITING, writes)
+      local changed, writes = claim(m, unit, numbers)
+      unit.st, unit.owner, unit.at, unit.open = 'calling', owner, now, #changed
       if #changed == 0 then
         unit.st, unit.owner, unit.reason = 'done', '', 'nothing to send'
         no_timer(m)
       else
         timer(m, now + lease)
       end
-      writes[#writes + 1] = 'u:' .. k
-      writes[#writes + 1] = unit_str(unit)
-      write(m, writes)
+      write(m, with_unit(m, unit, writes))
       emit_all(m, changed, ctx)
       if #changed > 0 then
         local sending = {}
         for i, c in ipairs(changed) do sending[i] = c[1] end
-        append(out, {'send', member, unit.tries, m.c, m.b, m.t, m.sl, m.ca, m.sa or '', m.ea, m.x or ''}, sending)
+        append(out, {'send', member, unit.tries, m.c, m.b, m.t, m.sl or '', m.ca, m.sa or '', m.ea, m.x or ''}, sending)
         taken = taken + 1
       end
     end
@@ -158,7 +176,7 @@ for _, member in ipairs(due) do
         -- Take the attempt over: its outcome is this worker's to settle (by the ambiguity policy) now.
         local previous = unit.owner
         unit.owner = owner
-        redis.call('HSET', m.key, 'u:' .. k, unit_str(unit))
+        write(m, with_unit(m, unit, {}))
         timer(m, now + lease)
         append(out, {'orphaned', member, previous, unit.tries, m.ea, m.ca}, dispatching(m, numbers))
         taken = taken + 1
@@ -173,5 +191,9 @@ for _, member in ipairs(due) do
   else
     redis.call('ZREM', qkey, member)
   end
+end
+if taken < want and out[1] == 0 and #due < window then
+  local upcoming = redis.call('ZRANGEBYSCORE', qkey, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  out[2] = upcoming[2] or 'none'
 end
 return out

@@ -1,6 +1,6 @@
 -- Housekeeping that must not depend on anyone scraping metrics: kept orphan callbacks past their TTL
 -- (counted: they were for smsIDs this gateway never recorded), dead letters past retention, and the event
--- streams of clients with no recent events (XADD trims only the stream it appends to).
+-- streams, trimmed by age here rather than on every XADD (which would write MINID into the AOF per event).
 -- ARGV[1] now ms   ARGV[2] dead letters kept until (ms)   ARGV[3] stream min id   ARGV[4] JSON [client, ...]
 -- Returns {orphans_expired, dead_letters_dropped, stream_entries_trimmed}
 local now = tonumber(ARGV[1])
@@ -8,6 +8,6 @@ local orphans = redis.call('ZREMRANGEBYSCORE', C.ORPHANS, '-inf', now)
 local dead = redis.call('ZREMRANGEBYSCORE', C.DEAD, '-inf', '(' .. ARGV[2])
 local trimmed = 0
 for _, client in ipairs(cjson.decode(ARGV[4])) do
-  trimmed = trimmed + redis.call('XTRIM', P.stream .. client, 'MINID', ARGV[3])
+  trimmed = trimmed + redis.call('XTRIM', P.stream .. client, 'MINID', '~', ARGV[3])
 end
 return {orphans, dead, trimmed}
