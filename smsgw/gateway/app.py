@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -13,7 +12,6 @@ from smsgw.batching import ScriptBatcher
 from smsgw.gateway import admin, callbacks, events, facade, messages, observe, ops, problems
 from smsgw.gateway.auth import Authenticator, bearer_token
 from smsgw.gateway.context import CLIENT, GATEWAY, Gateway
-from smsgw.gateway.events import BLOCK_MS
 from smsgw.gateway.ratelimit import enforce_client_rate
 from smsgw.lua import Scripts
 from smsgw.metrics import GatewayMetrics
@@ -73,7 +71,7 @@ def create_app(settings: Settings) -> web.Application:
     gateway = Gateway(
         settings=settings,
         redis=redis,
-        blocking=connect(settings, blocking=BLOCK_MS / 1000),
+        blocking=events.reader_redis(settings),
         scripts=scripts,
         metrics=GatewayMetrics(),
         auth=Authenticator(settings.clients),
@@ -83,7 +81,6 @@ def create_app(settings: Settings) -> web.Application:
     app[GATEWAY] = gateway
     for module in (messages, callbacks, facade, events, admin, ops):
         app.add_routes(module.routes)
-    app[events.SHUTTING_DOWN] = asyncio.Event()
-    app.on_shutdown.append(events.end_streams)
+    events.install(app)
     app.cleanup_ctx.append(_resources)
     return app
