@@ -303,7 +303,7 @@ def _schemas() -> dict[str, Schema]:
             "description": (
                 "One server-sent event of the stream (the OpenAPI 3.2 `itemSchema` convention): `id` is the "
                 "Redis stream id to resume from, `data` the Event as JSON. Comment lines (`: keep-alive`) "
-                "carry no event."
+                "carry no event, nor does the position frame each stream starts with (`id:` without data)."
             ),
             "required": ["id", "event", "data"],
             "properties": {
@@ -644,11 +644,16 @@ def _messages() -> dict[str, Schema]:
                 "tags": ["events"],
                 "summary": "The client's own status events as server-sent events",
                 "description": (
-                    "An endless `text/event-stream` (comment keep-alives every 15 s). Each event is `event: "
-                    "status`, `id:` a Redis stream id, `data:` one Event as JSON. Reconnect with the last id "
-                    "seen (`Last-Event-ID` header or `last_event_id` query) to get exactly what was missed "
-                    "while events are kept (at least 24 h); `last_event_id=0` replays everything kept. "
-                    "Without either, the stream starts with the next event."
+                    "An endless `text/event-stream` (comment keep-alives every 5 s). The first frame is the "
+                    "stream's starting position: an `id:` line without data (the newest stream id, `0-0` "
+                    "when there is none yet, or the `Last-Event-ID` given), which sets the client's last "
+                    "event id and dispatches no event. Each event is `event: status`, `id:` a Redis stream "
+                    "id, `data:` one Event as JSON. Reconnect with the last id seen, or the announced "
+                    "position before any event (`Last-Event-ID` header or `last_event_id` query), to get "
+                    "exactly what was missed while events are kept (at least 24 h); `last_event_id=0` "
+                    "replays everything kept. Without either, the stream starts after the newest event. The "
+                    "gateway ends a stream at shutdown and one whose client reads too slowly (a comment "
+                    "says why); open streams are capped per client and per gateway process (429)."
                 ),
                 "parameters": [
                     _ref("parameters", "LastEventIdHeader"),
@@ -657,8 +662,14 @@ def _messages() -> dict[str, Schema]:
                 "responses": _responses(
                     "BadRequest",
                     "Unauthorized",
-                    "TooManyRequests",
                     "ServiceUnavailable",
+                    _429=_problem_response(
+                        "Over the client's rate, or too many open event streams: of this client "
+                        "(`SMSGW_EVENTS_MAX_STREAMS_PER_CLIENT`) or of the gateway process "
+                        "(`SMSGW_EVENTS_MAX_STREAMS`). Retry after `Retry-After` seconds, resuming with "
+                        "`Last-Event-ID`.",
+                        retry_after=True,
+                    ),
                     _200={
                         "description": "The event stream.",
                         "content": {"text/event-stream": {"schema": _schema("ServerSentEvent")}},

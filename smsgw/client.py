@@ -6,9 +6,10 @@ framing and retry rules, and get the unsafe part (retrying a send) subtly wrong.
 - answers become frozen dataclasses (``Message``, ``Recipient``, ``Event``) with real ``datetime`` values;
 - every error answer becomes one exception class per status, carrying the RFC 9457 problem details;
 - a send carries an ``Idempotency-Key`` (generated unless given), so a retry after a lost answer, a 429 or a
-  503 can never send twice: the gateway replays the original answer instead;
-- ``events()`` parses the server-sent event stream and resumes from the last event id after a dropped
-  connection.
+  503 can never send twice: the gateway replays the original answer instead; a send without a key is repeated
+  only after an answer that proves nothing was stored;
+- ``events()`` parses the server-sent event stream and resumes after a dropped connection from the last event
+  id, or from the position the stream announced on connect when no event came yet.
 
 It depends on aiohttp and the standard library only (no import from the rest of ``smsgw``), so a caller can
 vendor this one file. The error tree::
@@ -26,6 +27,7 @@ vendor this one file. The error tree::
         ├── ValidationError         422 with ``errors``: one ``FieldError`` per bad field
         ├── RateLimitedError        429 with ``retry_after``
         ├── ServiceUnavailableError 503 Redis unavailable: nothing was accepted
+        │   └── OutcomeUnknownError 503 ``/outcome-unknown``: maybe stored; retry only with the same key
         └── ServerError             any other 5xx
 """
 
@@ -56,6 +58,7 @@ __all__ = [
     "ForbiddenError",
     "Message",
     "NotFoundError",
+    "OutcomeUnknownError",
     "PayloadTooLargeError",
     "Priority",
     "RateLimitedError",
@@ -78,7 +81,7 @@ DEFAULT_TIMEOUT: Final = 10.0
 DEFAULT_RETRIES: Final = 2
 # Longest Retry-After the client sleeps through by itself; a longer one is the caller's decision.
 MAX_RETRY_WAIT: Final = 10.0
-# The stream sends a keep-alive comment every 15 s: a read silent for much longer means a dead connection.
+# The stream sends a keep-alive comment every 5 s: a read silent for much longer means a dead connection.
 STREAM_READ_TIMEOUT: Final = 45.0
 MAX_RECONNECT_WAIT: Final = 30.0
 _BACKOFF_BASE: Final = 0.25
@@ -167,7 +170,21 @@ class RateLimitedError(ApiError):
 
 
 class ServiceUnavailableError(ApiError):
-    """503: the gateway's Redis is unavailable, nothing was accepted; safe to retry after ``retry_after``."""
+    """503: the gateway's Redis is unavailable, nothing was accepted; safe to retry after ``retry_after``.
+
+    Except its subclass ``OutcomeUnknownError``, where the gateway could not tell.
+    """
+
+
+class OutcomeUnknownError(ServiceUnavailableError):
+    """503 with problem type ``.../outcome-unknown``: the gateway cannot tell whether it stored the send.
+
+    Redis' reply was lost or came after the gateway's deadline, so the message may be queued and sent.
+    A retry with the same ``idempotency_key`` is safe: it answers the stored message, or stores it once
+    (the client does that itself while it has retries left). Without a key a retry may send the message
+    twice, so the client never repeats it then: whether a possible duplicate is acceptable is the caller's
+    decision.
+    """
 
 
 class ServerError(ApiError):
@@ -334,6 +351,13 @@ class _SseParser:
 # --- the client -----------------------------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class _Position:
+    """Where a reconnect resumes: the last event handed out, or the position the stream announced."""
+
+    last_id: str | None
+
+
 class _State(enum.Enum):
     UNOPENED = 1
     OPENED = 2
@@ -344,7 +368,10 @@ class _State(enum.Enum):
 class _Retry:
     """When one call may be retried: which failures are safe to repeat for it."""
 
-    transport: bool  # the request may have reached the gateway: safe only when repeating it changes nothing
+    # Repeating the call is harmless even if the first attempt took effect (a read, a send with an
+    # idempotency key): then it may also follow a timeout, a cut connection or an answer that does not
+    # prove that nothing happened.
+    repeatable: bool
     conflict: bool = False  # 409 "still being processed" of our own earlier attempt (idempotent sends)
 
 
@@ -357,7 +384,9 @@ class SmsGatewayClient:
     :param retries: how often a call is repeated after a 429, a 503 or (when repeating is safe) a transport
         failure, waiting ``Retry-After`` or an exponential backoff in between. ``0`` raises at once.
     :param idempotency_keys: give every send without an explicit ``idempotency_key`` a random one, so that
-        its retries are safe. Turn off only to see every failure yourself.
+        its retries are safe. Without a key, a send is repeated only after an answer that proves nothing
+        was stored (a 429, a 503 of the gateway other than ``/outcome-unknown``, a refused connection),
+        never after a timeout, a cut connection, ``OutcomeUnknownError`` or a 503 that is not the gateway's.
     :param session: an aiohttp session to use (and not close); by default the client owns one.
     """
 
@@ -430,6 +459,8 @@ class SmsGatewayClient:
         :param idempotency_key: reuse the same key to make a resend after a crash safe across processes;
             by default a fresh one is made per call, which covers this call's own retries.
         :raises ValidationError: with one ``FieldError`` per bad field or number.
+        :raises OutcomeUnknownError: the gateway could not tell whether it stored the message (raised without
+            a key, or once retries ran out; resend with the same ``idempotency_key`` to settle it).
         """
         body: dict[str, Any] = {
             "to": to if isinstance(to, str) else list(to),
@@ -453,7 +484,7 @@ class SmsGatewayClient:
         data = await self._call(
             "POST",
             "/v1/messages",
-            _Retry(transport=key is not None, conflict=key is not None),
+            _Retry(repeatable=key is not None, conflict=key is not None),
             json_body=body,
             headers=headers,
         )
@@ -481,16 +512,17 @@ class SmsGatewayClient:
 
         Without ``last_event_id`` the stream starts with the next event; with one (an ``Event.id`` kept from
         before, or ``"0"`` for everything the gateway still keeps, at least 24 h) it first replays what came
-        after it. A dropped connection, a 429 or a 503 is followed by a reconnect from the last event seen, so
-        no event is lost or repeated; ``reconnect=False`` raises instead. Wrap the iterator in
-        ``contextlib.aclosing`` to close its connection as soon as you stop.
+        after it. A dropped connection, a 429 or a 503 is followed by a reconnect from the last event seen,
+        or, before the first one, from the position the stream announced when it connected, so no event is
+        lost or repeated; ``reconnect=False`` raises instead. Wrap the iterator in ``contextlib.aclosing``
+        to close its connection as soon as you stop.
         """
-        last = last_event_id
+        position = _Position(last_event_id)
         failures = 0
         while True:
             try:
-                async for event in self._stream(last):
-                    last, failures = event.id, 0
+                async for event in self._stream(position):
+                    failures = 0
                     yield event
                 if not reconnect:
                     return
@@ -541,11 +573,13 @@ class SmsGatewayClient:
             return None
         if isinstance(exc, TransportError):
             # A refused connection never reached the gateway: repeating anything is safe then.
-            safe = retry.transport or isinstance(exc.__cause__, aiohttp.ClientConnectorError)
+            safe = retry.repeatable or isinstance(exc.__cause__, aiohttp.ClientConnectorError)
             return _backoff(attempt) if safe else None
         if isinstance(exc, ConflictError) and not retry.conflict:
             return None
         assert isinstance(exc, ApiError)
+        if not retry.repeatable and not _nothing_stored(exc):
+            return None
         if exc.retry_after is not None and exc.retry_after > MAX_RETRY_WAIT:
             return None
         return exc.retry_after if exc.retry_after is not None else _backoff(attempt)
@@ -575,30 +609,52 @@ class SmsGatewayClient:
             raise TransportError(f"{method} {path}: the answer is not a JSON object")
         return data
 
-    async def _stream(self, last_event_id: str | None) -> AsyncGenerator[Event, None]:
-        """One connection to ``/v1/events``: its events until the server ends it or it breaks."""
+    async def _stream(self, position: _Position) -> AsyncGenerator[Event, None]:
+        """One connection to ``/v1/events``: its events until the server ends it or it breaks.
+
+        ``position`` follows every complete frame: an event handed out, one skipped, or a frame without data
+        (the stream's announced position), so a reconnect resumes exactly after what was dealt with.
+        """
         session = self._http()
         headers = {**self._headers, "Accept": "text/event-stream"}
-        if last_event_id is not None:
-            headers["Last-Event-ID"] = last_event_id
+        if position.last_id is not None:
+            headers["Last-Event-ID"] = position.last_id
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self._connect_timeout, sock_read=STREAM_READ_TIMEOUT
         )
-        parser = _SseParser(last_id=last_event_id)
+        parser = _SseParser(last_id=position.last_id)
         try:
             async with session.get(self._base + "/v1/events", headers=headers, timeout=timeout) as response:
                 if response.status >= 400:
                     raise _api_error(response, await response.read())
                 async for raw_line in response.content:
-                    frame = parser.feed(raw_line.decode("utf-8").rstrip("\r\n"))
+                    line = raw_line.decode("utf-8").rstrip("\r\n")
+                    frame = parser.feed(line)
                     if frame is None:
+                        if not line and parser.last_id is not None:
+                            position.last_id = parser.last_id  # a frame that ended without data
                         continue
                     event_id, kind, data = frame
                     if kind != "status" or event_id is None:
+                        position.last_id = event_id or position.last_id
                         continue  # a kind this client does not know yet: skip it, keep the stream
-                    yield Event.from_json(event_id, json.loads(data))
+                    event = Event.from_json(event_id, json.loads(data))
+                    position.last_id = event.id
+                    yield event
         except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError, ValueError) as exc:
             raise TransportError(f"event stream: {type(exc).__name__}: {exc}") from exc
+
+
+def _nothing_stored(exc: ApiError) -> bool:
+    """The answer proves the call changed nothing: a 429, or a 503 of the gateway's own that is not
+    ``/outcome-unknown`` (a proxy's 503 without the gateway's problem details may have forwarded it)."""
+    if isinstance(exc, RateLimitedError):
+        return True
+    return (
+        isinstance(exc, ServiceUnavailableError)
+        and not isinstance(exc, OutcomeUnknownError)
+        and exc.type != "about:blank"
+    )
 
 
 def _segment(value: str) -> str:
@@ -636,9 +692,13 @@ def _api_error(response: aiohttp.ClientResponse, raw: bytes) -> ApiError:
         for e in body.get("errors") or ()
         if isinstance(e, dict)
     ]
-    return _error_class(response.status)(
+    problem_type = str(body.get("type", "about:blank"))
+    cls = _error_class(response.status)
+    if response.status == 503 and problem_type.endswith("/outcome-unknown"):
+        cls = OutcomeUnknownError
+    return cls(
         response.status,
-        type=str(body.get("type", "about:blank")),
+        type=problem_type,
         title=str(body.get("title") or response.reason or ""),
         detail=str(body.get("detail", "")),
         errors=errors,

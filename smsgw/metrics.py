@@ -113,6 +113,18 @@ class GatewayMetrics:
             registry=r,
         )
         self.sse_clients = Gauge("smsgw_event_stream_clients", "Open GET /v1/events streams.", registry=r)
+        self.sse_refused = Counter(
+            "smsgw_event_streams_refused_total",
+            "GET /v1/events refused with 429 by the per-client or per-process stream cap (limit).",
+            ["client", "limit"],
+            registry=r,
+        )
+        self.sse_too_slow = Counter(
+            "smsgw_event_streams_too_slow_total",
+            "Event streams ended because their reader fell a whole buffer behind (they resume by id).",
+            ["client"],
+            registry=r,
+        )
 
 
 class WorkerMetrics:

@@ -113,6 +113,9 @@ class Settings:
     reconcile_after: float = 600.0
     reconcile_interval: float = 60.0
     events_retention: int = 90_000
+    events_max_streams: int = 1_000
+    events_max_streams_per_client: int = 100
+    events_stream_buffer: int = 1_000
     message_retention: int = 7 * 86_400
     orphan_ttl: int = 3_600
     log_format: str = "json"
@@ -164,6 +167,9 @@ class Settings:
             reconcile_after=env.float("SMSGW_RECONCILE_AFTER", 600.0, 1.0, 7 * 86_400),
             reconcile_interval=env.float("SMSGW_RECONCILE_INTERVAL", 60.0, 0.1, 86_400),
             events_retention=env.int("SMSGW_EVENTS_RETENTION", 90_000, 86_400, 30 * 86_400),
+            events_max_streams=env.int("SMSGW_EVENTS_MAX_STREAMS", 1_000, 1, 100_000),
+            events_max_streams_per_client=env.int("SMSGW_EVENTS_MAX_STREAMS_PER_CLIENT", 100, 1, 100_000),
+            events_stream_buffer=env.int("SMSGW_EVENTS_STREAM_BUFFER", 1_000, 10, 100_000),
             message_retention=env.int("SMSGW_MESSAGE_RETENTION", 7 * 86_400, 3600, 365 * 86_400),
             orphan_ttl=env.int("SMSGW_ORPHAN_TTL", 3_600, 60, 7 * 86_400),
             log_format=env.choice("SMSGW_LOG_FORMAT", "json", ("json", "console")),

@@ -1,8 +1,14 @@
-"""``smsgw.client`` against the real gateway, worker, sandbox and Redis (``Stack``)."""
+"""``smsgw.client`` against the real gateway, worker, sandbox and Redis (``Stack``).
+
+The retry rules for sends without an idempotency key are checked against a small scripted aiohttp server
+(``Scripted``) instead: it answers each attempt as told (an ``/outcome-unknown`` 503, a stall, a cut
+connection, a proxy's 503), which the real gateway cannot be made to do on cue.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -10,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from redis.asyncio import Redis
 
 from smsgw.client import (
@@ -20,6 +27,7 @@ from smsgw.client import (
     ForbiddenError,
     Message,
     NotFoundError,
+    OutcomeUnknownError,
     RateLimitedError,
     ServiceUnavailableError,
     SmsGatewayClient,
@@ -31,7 +39,7 @@ from smsgw.client import (
 )
 from smsgw.devtools.redis import EmbeddedRedis
 from smsgw.store import keys
-from tests.harness import TOKENS, Stack
+from tests.harness import TOKENS, Stack, serve
 
 A, B = "995511194242", "995511194243"
 PROBLEMS = "https://sms-gateway.internal/problems/"
@@ -126,6 +134,10 @@ class Cutter:
         self.target_port = target_port
         self.writers: list[asyncio.StreamWriter] = []
         self.tasks: set[asyncio.Task[None]] = set()
+        self.passed = bytearray()  # everything forwarded to the client side, for the test to wait on
+        self.forwarded = asyncio.Event()
+        self.open = asyncio.Event()  # cleared: new connections wait (the network is down)
+        self.open.set()
 
     async def __aenter__(self) -> str:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -141,18 +153,27 @@ class Cutter:
             writer.close()
         self.writers.clear()
 
+    async def seen(self, data: bytes, within: float = 5.0) -> None:
+        async with asyncio.timeout(within):
+            while data not in self.passed:
+                self.forwarded.clear()
+                await self.forwarded.wait()
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self.open.wait()
         upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         self.writers += [writer, upstream_writer]
-        for source, sink in ((reader, upstream_writer), (upstream_reader, writer)):
-            task = asyncio.create_task(self._pipe(source, sink))
+        for source, sink, seen in ((reader, upstream_writer, False), (upstream_reader, writer, True)):
+            task = asyncio.create_task(self._pipe(source, sink, seen))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    @staticmethod
-    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, seen: bool) -> None:
         try:
             while data := await source.read(65536):
+                if seen:
+                    self.passed += data
+                    self.forwarded.set()
                 sink.write(data)
                 await sink.drain()
         except (ConnectionError, OSError):
@@ -180,6 +201,36 @@ async def test_events_stream_reconnects_after_a_cut_and_misses_nothing(redis_url
             (two.id, B),
         ]  # nothing lost or repeated
         assert _stream_order(after[0].id) > _stream_order(before[0].id)
+
+
+async def test_events_resume_from_the_announced_position_after_a_cut_before_the_first_event(
+    redis_url: str,
+) -> None:
+    """Connected without an id, cut before any event: the events of the gap still all arrive."""
+    async with Stack(redis_url, worker=False) as stack:
+        cutter = Cutter(int(stack.url.rsplit(":", 1)[1]))
+        async with (
+            cutter as url,
+            SmsGatewayClient(url, TOKENS["auth"]) as listener,
+            client(stack) as sender,
+        ):
+            later = datetime.now(UTC) + timedelta(hours=1)
+            before = await sender.send(A, "before", send_at=later)
+            await sender.cancel(before.id)  # an event from before the stream: never to be delivered
+            async with aclosing(listener.events()) as stream:
+                first = asyncio.ensure_future(anext(stream))
+                await cutter.seen(b"\nid: ")  # the stream announced its position...
+                await asyncio.sleep(0.3)  # ...and the client has read it
+                cutter.open.clear()
+                cutter.cut()  # the connection drops before any event; reconnects wait meanwhile
+                gap = await sender.send([A, B], "during the gap", send_at=later)
+                await sender.cancel(gap.id)
+                after = await sender.send(A, "after", send_at=later)
+                await sender.cancel(after.id)
+                await asyncio.sleep(0.5)  # the client has tried to reconnect by now
+                cutter.open.set()
+                got = [await asyncio.wait_for(first, 10), *await take(stream, 2)]
+        assert [(e.message_id, e.number) for e in got] == [(gap.id, A), (gap.id, B), (after.id, A)]
 
 
 def _stream_order(event_id: str) -> tuple[int, int]:
@@ -310,3 +361,163 @@ def test_sse_parser_follows_the_event_stream_rules() -> None:
     frames = [frame for line in lines if (frame := parser.feed(line)) is not None]
     assert frames == [("1-0", "status", '{"a":\n1}'), ("2-0", "message", "x")]
     assert parser.last_id == "2-0"
+    # A frame with an id and no data (the gateway's position on connect) sets the id, dispatches nothing.
+    assert [parser.feed(line) for line in ("id: 7-3", "")] == [None, None]
+    assert parser.last_id == "7-3"
+
+
+# --- sends without an idempotency key: resent only after an answer that proves nothing was stored ---------
+
+MESSAGE = {
+    "id": "msg_0123456789abcdef01234567",
+    "status": "queued",
+    "counts": {"queued": 1},
+    "priority": "transactional",
+    "brand_id": 1,
+    "reference": None,
+    "segments": 1,
+    "encoding": "GSM-7",
+    "created_at": "2026-11-25T09:00:00.000Z",
+    "send_at": None,
+    "expires_at": "2026-11-26T09:00:00.000Z",
+    "recipients": [
+        {
+            "number": A,
+            "status": "queued",
+            "provider_sms_id": None,
+            "updated_at": "2026-11-25T09:00:00.000Z",
+            "error": None,
+        }
+    ],
+}
+
+
+def _problem(status: int, slug: str, retry_after: int | None = 1) -> web.Response:
+    body = {"type": PROBLEMS + slug, "title": slug, "status": status, "detail": slug}
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    return web.json_response(body, status=status, content_type="application/problem+json", headers=headers)
+
+
+class Scripted:
+    """An aiohttp server that answers the n-th POST /v1/messages as ``script[n]`` says, and records them."""
+
+    def __init__(self, script: list[str]) -> None:
+        self.script = script
+        self.keys: list[str | None] = []  # the Idempotency-Key of every POST that arrived
+        self.released = asyncio.Event()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/messages", self._send)
+        return app
+
+    async def _send(self, request: web.Request) -> web.StreamResponse:
+        await request.read()
+        self.keys.append(request.headers.get("Idempotency-Key"))
+        step = self.script[min(len(self.keys), len(self.script)) - 1]
+        if step == "accept":
+            return web.json_response(MESSAGE, status=202)
+        if step == "unknown":
+            return _problem(503, "outcome-unknown")
+        if step == "unavailable":
+            return _problem(503, "unavailable")
+        if step == "limited":
+            return _problem(429, "rate-limited")
+        if step == "proxy":  # a proxy's own 503: no problem details, the request may have gone through
+            return web.Response(status=503, text="upstream connect error or disconnect/reset before headers")
+        if step == "cut":
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=202)
+        assert step == "stall", step
+        await self.released.wait()  # longer than the client's timeout
+        return web.json_response(MESSAGE, status=202)
+
+
+async def _scripted_send(
+    script: list[str], *, keys: bool, retries: int = 3
+) -> tuple[Message | SmsGatewayClientError, Scripted]:
+    scripted = Scripted(script)
+    runner, url = await serve(scripted.app())
+    try:
+        async with SmsGatewayClient(
+            url, TOKENS["auth"], timeout=0.5, retries=retries, idempotency_keys=keys
+        ) as gateway:
+            try:
+                outcome: Message | SmsGatewayClientError = await gateway.send(A, "hi")
+            except SmsGatewayClientError as exc:
+                outcome = exc
+        await asyncio.sleep(0.3)  # a resend, had there been one, has arrived by now
+    finally:
+        scripted.released.set()
+        await runner.cleanup()
+    return outcome, scripted
+
+
+@pytest.mark.parametrize(
+    ("script", "raised"),
+    [
+        (["unknown", "accept"], OutcomeUnknownError),
+        (["stall", "accept"], TransportError),
+        (["cut", "accept"], TransportError),
+        (["proxy", "accept"], ServiceUnavailableError),
+    ],
+)
+async def test_a_send_without_key_is_never_resent_after_an_answer_that_may_mean_stored(
+    script: list[str], raised: type[SmsGatewayClientError]
+) -> None:
+    outcome, scripted = await _scripted_send(script, keys=False)
+    assert type(outcome) is raised, outcome
+    assert scripted.keys == [None]  # one POST: a second could have made a second message
+
+
+@pytest.mark.parametrize("first", ["unavailable", "limited"])
+async def test_a_send_without_key_is_resent_after_an_answer_that_proves_nothing_was_stored(
+    first: str,
+) -> None:
+    outcome, scripted = await _scripted_send([first, "accept"], keys=False)
+    assert isinstance(outcome, Message), outcome
+    assert scripted.keys == [None, None]
+
+
+@pytest.mark.parametrize("first", ["unknown", "stall", "cut", "proxy", "unavailable", "limited"])
+async def test_a_send_with_a_key_is_resent_with_the_same_key(first: str) -> None:
+    outcome, scripted = await _scripted_send([first, "accept"], keys=True)
+    assert isinstance(outcome, Message), outcome
+    assert len(scripted.keys) == 2
+    assert scripted.keys[0] is not None and scripted.keys[0] == scripted.keys[1]
+
+
+async def test_outcome_unknown_reaches_the_caller_as_its_own_error_once_retries_run_out() -> None:
+    outcome, scripted = await _scripted_send(["unknown"], keys=True, retries=1)
+    assert isinstance(outcome, OutcomeUnknownError)
+    assert isinstance(outcome, ServiceUnavailableError)  # code that catches 503s still catches it
+    assert (outcome.status, outcome.type, outcome.retry_after) == (503, PROBLEMS + "outcome-unknown", 1)
+    assert "same idempotency key" in (OutcomeUnknownError.__doc__ or "").replace("``", "").replace("_", " ")
+    assert len(scripted.keys) == 2 and len(set(scripted.keys)) == 1
+
+
+async def test_a_send_without_key_is_resent_after_a_refused_connection() -> None:
+    """Nothing listened yet: the request never left, so repeating it is safe even without a key."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    scripted = Scripted(["accept"])
+    runner = web.AppRunner(scripted.app(), access_log=None)
+    await runner.setup()
+
+    async def listen_soon() -> None:
+        await asyncio.sleep(0.1)
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+
+    starting = asyncio.ensure_future(listen_soon())
+    try:
+        async with SmsGatewayClient(
+            f"http://127.0.0.1:{port}", TOKENS["auth"], retries=4, idempotency_keys=False
+        ) as gateway:
+            message = await gateway.send(A, "hi")
+    finally:
+        await starting
+        await runner.cleanup()
+    assert message.id == MESSAGE["id"]
+    assert scripted.keys == [None]

@@ -13,12 +13,10 @@ from smsgw.errors import StoreUnavailable
 from smsgw.gateway import admin, callbacks, events, facade, messages, observe, ops, problems
 from smsgw.gateway.auth import Authenticator, bearer_token
 from smsgw.gateway.context import CLIENT, GATEWAY, Gateway
-from smsgw.gateway.events import BLOCK_MS
 from smsgw.gateway.ratelimit import enforce_client_rate
 from smsgw.metrics import GatewayMetrics
 from smsgw.settings import MAX_BODY_BYTES, Settings
 from smsgw.store import Store
-from smsgw.store.connection import connect
 
 __all__ = ["create_app"]
 
@@ -78,7 +76,7 @@ def create_app(settings: Settings) -> web.Application:
     gateway = Gateway(
         settings=settings,
         store=Store(settings),
-        blocking=connect(settings, blocking=BLOCK_MS / 1000),
+        blocking=events.reader_redis(settings),
         metrics=GatewayMetrics(),
         auth=Authenticator(settings.clients),
     )
@@ -86,7 +84,6 @@ def create_app(settings: Settings) -> web.Application:
     app[GATEWAY] = gateway
     for module in (messages, callbacks, facade, events, admin, ops):
         app.add_routes(module.routes)
-    app[events.SHUTTING_DOWN] = asyncio.Event()
-    app.on_shutdown.append(events.end_streams)
+    events.install(app)
     app.cleanup_ctx.append(_resources)
     return app

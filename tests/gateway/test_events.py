@@ -6,79 +6,17 @@ Events are produced by cancelling messages (no worker needed): each cancelled re
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
 from typing import Any
 
-import aiohttp
 from redis.asyncio import Redis
 
 from smsgw.store import keys
 from tests.gateway.conftest import assert_no_secrets, call, problem
+from tests.gateway.sse import events, metric
 from tests.harness import TOKENS, Stack
 
 A, B, C = "995511194242", "995511194243", "995511194244"
-
-
-class Events:
-    """Reads SSE frames from an open response."""
-
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self.response = response
-        self.comments: list[str] = []
-
-    async def next(self, within: float = 3.0) -> dict[str, Any]:
-        """The next event frame as {"id", "event", "data"}; comments are collected, not returned."""
-        frame: dict[str, Any] = {}
-        async with asyncio.timeout(within):
-            while True:
-                line = (await self.response.content.readline()).decode()
-                if line == "":
-                    raise AssertionError("stream ended")
-                line = line.rstrip("\n")
-                if line.startswith(":"):
-                    self.comments.append(line[1:].strip())
-                elif line == "":
-                    if frame:
-                        frame["data"] = json.loads(frame["data"])
-                        return frame
-                else:
-                    name, _, value = line.partition(": ")
-                    frame[name] = value
-
-    async def take(self, count: int) -> list[dict[str, Any]]:
-        return [await self.next() for _ in range(count)]
-
-    async def nothing_more(self, wait: float = 0.3) -> None:
-        try:
-            extra = await self.next(within=wait)
-        except TimeoutError:
-            return
-        raise AssertionError(f"unexpected event {extra}")
-
-
-@asynccontextmanager
-async def events(
-    stack: Stack,
-    who: str = "auth",
-    headers: Mapping[str, str] | None = None,
-    params: Mapping[str, str] | None = None,
-) -> AsyncIterator[Events]:
-    async with stack.http.get(
-        f"{stack.url}/v1/events", headers={**stack.auth(who), **(headers or {})}, params=params
-    ) as response:
-        assert response.status == 200, await response.text()
-        assert response.content_type == "text/event-stream"
-        assert response.headers["Cache-Control"] == "no-cache"
-        for secret_free in response.headers.values():
-            assert "tok-" not in secret_free
-        reader = Events(response)
-        # The stream is live once the gateway has written its first comment.
-        line = await asyncio.wait_for(response.content.readline(), 3)
-        assert line.startswith(b":")
-        yield reader
 
 
 async def cancelled(stack: Stack, to: list[str], who: str = "auth", reference: str | None = None) -> str:
@@ -168,3 +106,65 @@ async def test_shutdown_ends_open_streams_promptly(redis_url: str) -> None:
     await stack.__aexit__(None, None, None)
     assert time.monotonic() - started < 3.0
     response.close()
+
+
+async def test_position_is_announced_on_connect(stack: Stack, redis: Redis) -> None:
+    """An ``id:`` line without data tells a client where its stream started, before any event."""
+    async with events(stack) as empty:
+        assert empty.position == "0-0"  # nothing written yet: resuming from here replays everything
+    await cancelled(stack, [A, B])
+    newest = (await redis.xrevrange(keys.client_stream("auth-service"), count=1))[0][0]
+    async with events(stack) as fresh:
+        assert fresh.position == newest
+    async with events(stack, headers={"Last-Event-ID": "1-0"}) as resumed:
+        assert resumed.position == "1-0"
+        assert len(await resumed.take(2)) == 2
+    async with events(stack, params={"last_event_id": "0"}) as everything:
+        assert everything.position == "0"
+    async with events(stack, headers={"Last-Event-ID": f"{2**64 - 1}-{2**64 - 1}"}) as last_possible:
+        await last_possible.nothing_more()
+
+
+async def test_resuming_from_the_announced_position_misses_nothing(stack: Stack) -> None:
+    """A client that lost its stream before any event resumes from the position and gets the gap."""
+    async with events(stack) as first:
+        position = first.position
+    during_the_gap = await cancelled(stack, [A, B, C])
+    async with events(stack, headers={"Last-Event-ID": position}) as second:
+        missed = await second.take(3)
+        await second.nothing_more()
+    assert {(f["data"]["message_id"], f["data"]["number"]) for f in missed} == {
+        (during_the_gap, n) for n in (A, B, C)
+    }
+
+
+async def test_streams_are_capped_per_client_and_per_process(redis_url: str) -> None:
+    caps = {"SMSGW_EVENTS_MAX_STREAMS_PER_CLIENT": "2", "SMSGW_EVENTS_MAX_STREAMS": "3"}
+    async with Stack(redis_url, env=caps, worker=False) as stack:
+        async with events(stack) as one, events(stack):
+            over_client = await call(stack, "GET", "/v1/events")
+            problem(over_client, 429, "rate-limited")
+            assert int(over_client.headers["Retry-After"]) >= 1
+            assert "client limit: 2" in over_client.json()["detail"]
+            async with events(stack, "shop"):
+                over_process = await call(stack, "GET", "/v1/events", who="shop")
+                problem(over_process, 429, "rate-limited")
+                assert "process limit: 3" in over_process.json()["detail"]
+                assert await metric(stack, "smsgw_event_stream_clients") == 3
+            one.response.close()
+            # The slot is free again once the gateway has noticed the closed stream.
+            await eventually_admitted(stack)
+        labels = {"client": "auth-service"}
+        assert await metric(stack, "smsgw_event_streams_refused_total", **labels, limit="client") == 1
+        assert await metric(stack, "smsgw_event_streams_refused_total", client="shop", limit="process") == 1
+
+
+async def eventually_admitted(stack: Stack, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        async with stack.http.get(f"{stack.url}/v1/events", headers=stack.auth()) as response:
+            if response.status == 200:
+                return
+            assert response.status == 429
+        assert time.monotonic() < deadline, "the closed stream's slot was never freed"
+        await asyncio.sleep(0.2)
