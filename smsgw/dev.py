@@ -63,6 +63,8 @@ def dev_environment(environ: Mapping[str, str], redis_url: str) -> dict[str, str
         "SMSGW_SANDBOX_CALLBACK_KEY": DEV_CALLBACK_KEY,
         "SMSGW_SANDBOX_CALLBACK_DELAY": "1",
     }
+    # A setting the caller gives as a file (SMSGW_<NAME>_FILE) must not meet a default of the plain name.
+    defaults = {k: v for k, v in defaults.items() if f"{k}_FILE" not in environ}
     return {**os.environ, **defaults, **{k: v for k, v in environ.items() if k.startswith("SMSGW_")}}
 
 
