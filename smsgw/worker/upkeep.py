@@ -7,7 +7,6 @@ for their interval; every process still reads the shared results so its metrics 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -25,6 +24,7 @@ from smsgw.redisdb import REDIS_ERRORS, hash_fields
 from smsgw.settings import LANES, Settings
 from smsgw.statuses import TERMINAL
 from smsgw.ubill import UbillClient
+from smsgw.worker import balance
 from smsgw.worker.lanes import LaneWorker
 
 __all__ = ["balance_poller", "lease_heartbeat", "reconciler", "refresh_gauges"]
@@ -68,25 +68,7 @@ def lease_heartbeat(
 def balance_poller(
     redis: Redis, ubill: UbillClient, metrics: WorkerMetrics, interval: float
 ) -> Callable[[], Awaitable[None]]:
-    async def poll() -> None:
-        if await take_turn(redis, "balance", interval):
-            started = time.perf_counter()
-            try:
-                sms = await ubill.balance()
-            except ProviderError as exc:
-                metrics.ubill_requests.labels("balance", exc.outcome).inc()
-                log.warning("balance.failed", reason=str(exc))
-            else:
-                metrics.ubill_requests.labels("balance", "accepted").inc()
-                await redis.set(keys.BALANCE, json.dumps({"sms": sms, "at": now_ms()}))
-            metrics.ubill_duration.labels("balance").observe(time.perf_counter() - started)
-        raw = await redis.get(keys.BALANCE)
-        if raw:
-            reading = json.loads(raw)
-            metrics.balance.set(reading["sms"])
-            metrics.balance_age.set(max(0.0, (now_ms() - reading["at"]) / 1000))
-
-    return poll
+    return balance.poller(redis, ubill, metrics, interval)
 
 
 def reconciler(
