@@ -137,6 +137,12 @@ def main(environ: Mapping[str, str]) -> None:
     try:
         for name in CHILDREN:
             children[name] = _start(name, env)
+            if name == "sandbox":  # listening before the worker's first uBill call (its balance poll)
+                _wait_ready(
+                    f"http://127.0.0.1:{env['SMSGW_SANDBOX_PORT']}/healthz",
+                    lambda: children["sandbox"].poll() is None,
+                    timeout=10,
+                )
         ready = _wait_ready(
             f"http://127.0.0.1:{env['SMSGW_HTTP_PORT']}/readyz",
             lambda: all(p.poll() is None for p in children.values()),
