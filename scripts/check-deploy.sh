@@ -4,10 +4,12 @@
 #
 #   scripts/check-deploy.sh            # uses `python` of the active environment, or PYTHON=/path/to/python
 #
-# It installs what is missing: the PyPI tools of pyproject's `test` extra (with the versions written there)
-# and Debian's prometheus package for promtool (as root with apt-get; the daemon is never started). Every check
-# runs even after one fails; the script exits non-zero if any did. Needs no network once the tools are there,
-# no Docker engine, no helm binary, no node: the schemas it validates against are committed.
+# It installs what is missing: the PyPI tools of pyproject's `test` extra (with the versions written there),
+# checkov from pyproject's `scan` extra into a virtualenv of its own (.venv-checkov: its pins would hold back
+# the project's own dependencies), and Debian's prometheus package for promtool (as root with apt-get; the
+# daemon is never started). Every check runs even after one fails; the script exits non-zero if any did. Needs
+# no network once the tools are there, no Docker engine, no helm binary, no node: the schemas it validates
+# against are committed.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +23,9 @@ PATH="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$
 export PATH PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 KUBE_VERSION=1.30.0
 CHART=helm/sms-gateway
+# Rendered into a namespace of its own, as an install is (checkov flags objects left in "default").
+NAMESPACE=sms
+CHECKOV_VENV="${CHECKOV_VENV:-$ROOT/.venv-checkov}"
 VALUE_SETS=(default "$CHART/ci/everything-values.yaml" "$CHART/ci/alternatives-values.yaml")
 
 TMP="$(mktemp -d)"
@@ -53,7 +58,19 @@ expect_failure() { ! "$@"; }
 render() {
     local out="$1"
     shift
-    "$PYTHON" scripts/deploy/helm.py template "$CHART" "$@" >"$out"
+    "$PYTHON" scripts/deploy/helm.py template "$CHART" --namespace "$NAMESPACE" "$@" >"$out"
+}
+
+# run_checkov FRAMEWORK FILE...: every check of the framework must pass or be skipped in place (annotations in the
+# chart's templates, comments in the Dockerfile, each with its reason), so a new finding fails. Offline: no
+# Prisma Cloud guidelines, no update check.
+run_checkov() {
+    local framework="$1"
+    shift
+    local files=()
+    for f in "$@"; do files+=(-f "$f"); done
+    CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=true \
+        "$CHECKOV_VENV/bin/checkov" --framework "$framework" --skip-download --compact --quiet "${files[@]}"
 }
 
 # kubernetes_validate FILE...: strict validation of the built-in kinds. Only the custom resources may lack a
@@ -112,6 +129,18 @@ if ! "$PYTHON" -c 'import smsgw.settings, smsgw.metrics' 2>/dev/null; then
     "$PYTHON" -m pip install --quiet -e "$ROOT" || { echo "check-deploy: pip install -e . failed" >&2; exit 2; }
 fi
 
+# checkov in its own virtualenv, at the version pyproject's `scan` extra pins (new releases add checks).
+checkov_spec=$("$PYTHON" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["scan"][0])')
+if [ "$("$CHECKOV_VENV/bin/checkov" --version 2>/dev/null)" != "${checkov_spec##*==}" ]; then
+    echo "  installing $checkov_spec into ${CHECKOV_VENV#"$ROOT"/}"
+    t0=$SECONDS
+    { rm -rf "$CHECKOV_VENV" && "$PYTHON" -m venv "$CHECKOV_VENV" \
+        && "$CHECKOV_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$checkov_spec"; } \
+        >"$TMP/checkov-install.log" 2>&1 \
+        || { cat "$TMP/checkov-install.log" >&2; echo "check-deploy: installing checkov failed" >&2; exit 2; }
+    echo "  checkov installed in $((SECONDS - t0))s"
+fi
+
 PROMTOOL="${PROMTOOL:-$(command -v promtool || true)}"
 if [ -z "$PROMTOOL" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -137,20 +166,21 @@ if [ -z "$PROMTOOL" ]; then
         exit 2
     fi
 fi
-echo "  $("$PYTHON" --version), hadolint $(hadolint --version | awk '{print $NF}'), promtool $("$PROMTOOL" --version 2>&1 | awk 'NR==1{print $3}'), helm SDK $("$PYTHON" -c 'import helm_python as h; print(h.helm_sdk_version())')"
+echo "  $("$PYTHON" --version), hadolint $(hadolint --version | awk '{print $NF}'), promtool $("$PROMTOOL" --version 2>&1 | awk 'NR==1{print $3}'), helm SDK $("$PYTHON" -c 'import helm_python as h; print(h.helm_sdk_version())'), checkov $("$CHECKOV_VENV/bin/checkov" --version)"
 
 # ---------------------------------------------------------------------------------------------------------
 echo "check-deploy: Dockerfile"
 step "hadolint Dockerfile" hadolint --no-color --failure-threshold style Dockerfile
 step "versions agree (pyproject, chart appVersion, image)" versions_agree
+step "checkov Dockerfile" run_checkov dockerfile Dockerfile
 
 # ---------------------------------------------------------------------------------------------------------
 echo "check-deploy: Helm chart ($CHART, Kubernetes $KUBE_VERSION)"
 RENDERED=()
 for values in "${VALUE_SETS[@]}"; do
     if [ "$values" = default ]; then name=default; args=(); else name="$(basename "$values" -values.yaml)"; args=(-f "$values"); fi
-    step "helm lint --strict ($name)" \
-        "$PYTHON" scripts/deploy/helm.py lint "$CHART" --strict --kube-version "v$KUBE_VERSION" "${args[@]}"
+    step "helm lint --strict ($name)" "$PYTHON" scripts/deploy/helm.py lint "$CHART" --strict \
+        --kube-version "v$KUBE_VERSION" --namespace "$NAMESPACE" "${args[@]}"
     step "helm template ($name)" render "$TMP/rendered-$name.yaml" "${args[@]}"
     RENDERED+=("$TMP/rendered-$name.yaml")
 done
@@ -158,6 +188,7 @@ done
 # chart's own promises (hardening, probes, grace period, Ingress, settings known to smsgw).
 step "validate rendered manifests" "$PYTHON" scripts/deploy/validate_manifests.py -k "$KUBE_VERSION" "${RENDERED[@]}"
 step "kubernetes-validate --strict (built-in kinds)" kubernetes_validate "${RENDERED[@]}"
+step "checkov rendered chart (${#RENDERED[@]} value sets)" run_checkov kubernetes "${RENDERED[@]}"
 step "yamllint rendered output" yamllint -f parsable \
     -d '{extends: default, rules: {line-length: disable, document-start: enable, comments: {min-spaces-from-content: 1},
         indentation: {spaces: consistent, indent-sequences: whatever}}}' \

@@ -6,6 +6,7 @@ refreshed from Redis right before a scrape is rendered (``refresh`` callbacks), 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import (
@@ -17,8 +18,10 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-__all__ = ["CONTENT_TYPE", "GatewayMetrics", "WorkerMetrics", "render"]
+__all__ = ["CONTENT_TYPE", "GatewayMetrics", "UbillBalance", "WorkerMetrics", "render"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FAST_BUCKETS = (
@@ -185,14 +188,7 @@ class WorkerMetrics:
             ["lane"],
             registry=r,
         )
-        self.balance = Gauge(
-            "smsgw_ubill_balance_sms",
-            "uBill balance in SMS, from the last successful balance poll.",
-            registry=r,
-        )
-        self.balance_age = Gauge(
-            "smsgw_ubill_balance_age_seconds", "Age of the last successful balance reading.", registry=r
-        )
+        self.balance = UbillBalance(r)
         self.queue_units = Gauge(
             "smsgw_queue_units",
             "Dispatch units due and waiting (or running) in a lane.",
@@ -225,6 +221,46 @@ class WorkerMetrics:
             "smsIDs with callbacks kept until their send is recorded.",
             registry=r,
         )
+
+
+class UbillBalance(Collector):
+    """uBill's balance and the age of its reading, exported only once a reading exists.
+
+    A plain gauge reads 0 before the first successful poll, and for ever when polling is off or keeps failing:
+    an empty account with a fresh reading, to a dashboard and to the low-balance alert. Absent series say
+    "unknown" instead. The age is computed at scrape time from the reading's own time, so it keeps growing
+    while polls fail.
+    """
+
+    BALANCE = "smsgw_ubill_balance_sms"
+    AGE = "smsgw_ubill_balance_age_seconds"
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._reading: tuple[float, float] | None = None  # (SMS, unix time of the reading)
+        registry.register(self)
+
+    def set(self, sms: float, at: float) -> None:
+        """A successful reading of ``sms`` taken at unix time ``at`` (seconds)."""
+        self._reading = (sms, at)
+
+    def describe(self) -> list[Metric]:
+        return [self._balance(), self._age()]
+
+    def collect(self) -> list[Metric]:
+        if self._reading is None:
+            return []
+        sms, at = self._reading
+        return [self._balance(sms), self._age(max(0.0, time.time() - at))]
+
+    def _balance(self, value: float | None = None) -> GaugeMetricFamily:
+        help_text = (
+            "uBill balance in SMS, from the last successful balance reading (absent until one exists)."
+        )
+        return GaugeMetricFamily(self.BALANCE, help_text, value=value)
+
+    def _age(self, value: float | None = None) -> GaugeMetricFamily:
+        help_text = "Age of the last successful uBill balance reading (absent until one exists)."
+        return GaugeMetricFamily(self.AGE, help_text, value=value)
 
 
 async def render(registry: CollectorRegistry, refresh: Callable[[], Awaitable[None]] | None = None) -> bytes:

@@ -201,13 +201,14 @@ class Settings:
             if name == "SMSGW_REDIS_URL" and self.redis_sentinels:
                 continue
             if not getattr(self, name.removeprefix("SMSGW_").lower()):
-                raise SettingsError(f"{name}: required by this command but not set")
+                raise SettingsError(f"{name}: required by this command but not set (nor {name}{FILE_SUFFIX})")
 
     def client_by_name(self, name: str) -> Client | None:
         return next((c for c in self.clients if c.name == name), None)
 
 
 KNOWN_PREFIXES = ("SMSGW_SANDBOX_", "SMSGW_DEV_")  # read by the sandbox and by `smsgw dev`
+FILE_SUFFIX = "_FILE"  # SMSGW_<NAME>_FILE=/path: the setting's value is that file's content
 
 
 def unknown_names(environ: Mapping[str, str]) -> list[str]:
@@ -216,6 +217,7 @@ def unknown_names(environ: Mapping[str, str]) -> list[str]:
         f"SMSGW_CONCURRENCY_{lane.upper()}" for lane in LANES
     }
     known.discard("SMSGW_CONCURRENCY")
+    known |= {name + FILE_SUFFIX for name in known}
     return sorted(
         name
         for name in environ
@@ -224,13 +226,32 @@ def unknown_names(environ: Mapping[str, str]) -> list[str]:
 
 
 class _Env:
-    """Typed reads with one-line errors that name the variable and the bad value."""
+    """Typed reads with one-line errors that name the variable and the bad value.
+
+    Every setting can also come from a file named by ``<NAME>_FILE`` (a Kubernetes or Docker secret mounted
+    as a file, so it never sits in the process environment); its content, less the trailing newline, is read
+    exactly as the variable's value would be. Setting both is an error rather than a silent precedence.
+    """
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
 
-    def text(self, name: str, default: str | None) -> str | None:
+    def _raw(self, name: str) -> str | None:
         value = self._environ.get(name)
+        path = (self._environ.get(name + FILE_SUFFIX) or "").strip()
+        if not path:
+            return value
+        if value is not None and value.strip():
+            raise SettingsError(f"{name} and {name}{FILE_SUFFIX} are both set: set only one of them")
+        try:
+            return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise SettingsError(f"{name}{FILE_SUFFIX}: cannot read {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise SettingsError(f"{name}{FILE_SUFFIX}: {path} is not UTF-8 text") from None
+
+    def text(self, name: str, default: str | None) -> str | None:
+        value = self._raw(name)
         return default if value is None or value.strip() == "" else value.strip()
 
     def parse(self, name: str, default: T, parser: Callable[[str], T]) -> T:

@@ -179,7 +179,10 @@ class UbillClient:
 
     async def balance(self) -> int:
         body = await self._call("GET", self._url("/sms/balance"), None, sends=False)
-        return int(str(body.get("sms", "0")))
+        sms = str(body.get("sms", "")).strip()
+        if not sms.lstrip("-").isdigit():  # no balance is not a balance of 0
+            raise ProviderUnavailable("uBill answered the balance call without a number of SMS", "bad_answer")
+        return int(sms)
 
     async def brands(self) -> list[dict[str, Any]]:
         body = await self._call("GET", self._url("/sms/brandNames"), None, sends=False)

@@ -17,6 +17,7 @@ import argparse
 import json
 import re
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,10 @@ def known_metrics() -> dict[str, dict[str, Any]]:
         for family in holder.registry.collect():
             for sample in family.samples:
                 series.setdefault(sample.name, {"labels": set(sample.labels), "le": None})
+        # Custom collectors whose series exist only once there is something to say (UbillBalance): their
+        # names come from describe(), which the registry has already read. They carry no labels.
+        for name in holder.registry._names_to_collectors:
+            series.setdefault(name, {"labels": set(), "le": None})
     series["__lanes__"] = {"labels": set(LANES), "le": None}
     return series
 
@@ -91,6 +96,8 @@ def exposition(component: str) -> str:
     for metric in vars(holder).values():
         if getattr(metric, "_type", None) is not None and metric._labelnames:
             metric.labels(*["x"] * len(metric._labelnames))
+    if isinstance(holder, WorkerMetrics):
+        holder.balance.set(1000, time.time() - 30)  # the balance series exist only once a reading does
     return generate_latest(holder.registry).decode()
 
 

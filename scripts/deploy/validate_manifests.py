@@ -7,8 +7,9 @@
 2. Custom resources (ServiceMonitor, PrometheusRule, ScaledObject): the committed schemas in
    helm/crd-schemas/ (see scripts/deploy/gen_crd_schemas.py); any other custom kind fails.
 3. The chart's promises: hardened pods, probes on /healthz and /readyz, the worker's grace period above its
-   drain time, an Ingress with TLS for /callbacks/ubill only, no Secret objects and no secret in the
-   ConfigMap, and every SMSGW_* name in the ConfigMap known to smsgw.settings, its values accepted by
+   drain time, secrets as files (each SMSGW_<NAME>_FILE naming a file of a mounted Secret, no secret in an
+   environment variable), an Ingress with TLS for /callbacks/ubill only, no Secret objects and no secret in
+   the ConfigMap, and every SMSGW_* name in the ConfigMap known to smsgw.settings, its values accepted by
    Settings.from_env.
 """
 
@@ -30,7 +31,18 @@ CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring.coreos.com-v1.json",
     ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject-keda.sh-v1alpha1.json",
 }
-SECRET_SETTINGS = {"SMSGW_UBILL_API_KEY", "SMSGW_CALLBACK_KEY", "SMSGW_CLIENTS"}
+SECRET_SETTINGS = {
+    "SMSGW_UBILL_API_KEY",
+    "SMSGW_CALLBACK_KEY",
+    "SMSGW_CLIENTS",
+    "SMSGW_REDIS_PASSWORD",
+    "SMSGW_REDIS_SENTINEL_PASSWORD",
+}
+# The secrets each component cannot start without, all read from files.
+REQUIRED_SECRET_FILES = {
+    "gateway": {"SMSGW_CALLBACK_KEY_FILE", "SMSGW_CLIENTS_FILE"},
+    "worker": {"SMSGW_UBILL_API_KEY_FILE"},
+}
 WORKLOAD_COMPONENTS = {"gateway", "worker"}
 # The only writable path under a read-only root filesystem (checked, not used, here).
 TMP = "/tmp"  # noqa: S108
@@ -96,9 +108,11 @@ def check_workload(doc: dict[str, Any], config: dict[str, str], problems: Proble
     if pod.get("automountServiceAccountToken") is not False:
         problems.add(where, "automountServiceAccountToken must be false")
     tmp_volumes = {v["name"] for v in pod.get("volumes", []) if "emptyDir" in v}
-    for container in containers:
-        check_container(container, tmp_volumes, problems, f"{where} container {container['name']}")
     component = doc["metadata"]["labels"].get("app.kubernetes.io/component")
+    for container in containers:
+        here = f"{where} container {container['name']}"
+        check_container(container, tmp_volumes, problems, here)
+        check_secret_files(pod, container, REQUIRED_SECRET_FILES.get(component, set()), problems, here)
     if component == "worker":
         grace = float(config.get("SMSGW_SHUTDOWN_GRACE", 25.0))
         period = pod.get("terminationGracePeriodSeconds", 30)
@@ -128,6 +142,34 @@ def check_container(c: dict[str, Any], tmp_volumes: set[str], problems: Problems
     for env in c.get("env", []):
         if env["name"] in SECRET_SETTINGS and "value" in env:
             problems.add(where, f"{env['name']} must come from a Secret, not a literal value")
+
+
+def _secret_files(volume: dict[str, Any]) -> set[str]:
+    """The file names a Secret (or a projected volume of Secrets) puts in its mount."""
+    if "secret" in volume:
+        return {item["path"] for item in volume["secret"].get("items", [])}
+    sources = (volume.get("projected") or {}).get("sources", [])
+    return {item["path"] for source in sources for item in (source.get("secret") or {}).get("items", [])}
+
+
+def check_secret_files(
+    pod: dict[str, Any], c: dict[str, Any], required: set[str], problems: Problems, where: str
+) -> None:
+    """Secrets reach smsgw as files: each SMSGW_<NAME>_FILE names a file of a mounted Secret, no env var."""
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    files = {
+        f"{m['mountPath'].rstrip('/')}/{name}"
+        for m in c.get("volumeMounts", [])
+        for name in _secret_files(volumes.get(m["name"], {}))
+    }
+    env = {e["name"]: e for e in c.get("env", [])}
+    for name in sorted(required - env.keys()):
+        problems.add(where, f"{name} must be set (the secret is read from a file)")
+    for name, var in env.items():
+        if "secretKeyRef" in (var.get("valueFrom") or {}):
+            problems.add(where, f"{name} comes from a Secret as an environment variable: mount it as a file")
+        if name.startswith("SMSGW_") and name.endswith("_FILE") and var.get("value") not in files:
+            problems.add(where, f"{name}={var.get('value')!r} is no file of a mounted Secret")
 
 
 def check_ingress(doc: dict[str, Any], problems: Problems, where: str) -> None:

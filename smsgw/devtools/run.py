@@ -63,6 +63,8 @@ def dev_environment(environ: Mapping[str, str], redis_url: str) -> dict[str, str
         "SMSGW_SANDBOX_CALLBACK_KEY": DEV_CALLBACK_KEY,
         "SMSGW_SANDBOX_CALLBACK_DELAY": "1",
     }
+    # A setting the caller gives as a file (SMSGW_<NAME>_FILE) must not meet a default of the plain name.
+    defaults = {k: v for k, v in defaults.items() if f"{k}_FILE" not in environ}
     return {**os.environ, **defaults, **{k: v for k, v in environ.items() if k.startswith("SMSGW_")}}
 
 
@@ -135,6 +137,12 @@ def main(environ: Mapping[str, str]) -> None:
     try:
         for name in CHILDREN:
             children[name] = _start(name, env)
+            if name == "sandbox":  # listening before the worker's first uBill call (its balance poll)
+                _wait_ready(
+                    f"http://127.0.0.1:{env['SMSGW_SANDBOX_PORT']}/healthz",
+                    lambda: children["sandbox"].poll() is None,
+                    timeout=10,
+                )
         ready = _wait_ready(
             f"http://127.0.0.1:{env['SMSGW_HTTP_PORT']}/readyz",
             lambda: all(p.poll() is None for p in children.values()),

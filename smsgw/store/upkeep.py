@@ -145,5 +145,8 @@ class Upkeep:
             raw = await self._redis.get(keys.BALANCE)
         if not raw:
             return None
-        reading = orjson.loads(raw)
-        return Balance(int(reading["sms"]), int(reading["at"]))
+        try:
+            reading = orjson.loads(raw)
+            return Balance(int(reading["sms"]), int(reading["at"]))
+        except (ValueError, TypeError, KeyError):
+            return None

@@ -8,17 +8,17 @@ scraping ``/metrics``.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 
-from smsgw.errors import ProviderError, StoreUnavailable
+from smsgw.errors import StoreUnavailable
 from smsgw.metrics import WorkerMetrics
 from smsgw.settings import LANES, Settings
 from smsgw.store.dispatch import Dispatch
 from smsgw.store.upkeep import Upkeep
 from smsgw.ubill import UbillClient
+from smsgw.worker import balance
 from smsgw.worker.lanes import Lane
 
 __all__ = ["balance_poller", "every", "heartbeat", "housekeeping", "refresh_gauges"]
@@ -73,24 +73,7 @@ def housekeeping(upkeep: Upkeep, settings: Settings, metrics: WorkerMetrics, int
 
 
 def balance_poller(upkeep: Upkeep, ubill: UbillClient, metrics: WorkerMetrics, interval: float) -> Duty:
-    async def poll() -> None:
-        if await upkeep.take_turn("balance", interval):
-            started = time.perf_counter()
-            try:
-                sms = await ubill.balance()
-            except ProviderError as exc:
-                metrics.ubill_requests.labels("balance", exc.outcome).inc()
-                log.warning("balance.failed", reason=str(exc))
-            else:
-                metrics.ubill_requests.labels("balance", "accepted").inc()
-                await upkeep.record_balance(sms)
-            metrics.ubill_duration.labels("balance").observe(time.perf_counter() - started)
-        reading = await upkeep.balance()
-        if reading is not None:
-            metrics.balance.set(reading.sms)
-            metrics.balance_age.set(max(0.0, (time.time() * 1000 - reading.at_ms) / 1000))
-
-    return poll
+    return balance.poller(upkeep, ubill, metrics, interval)
 
 
 def refresh_gauges(upkeep: Upkeep, metrics: WorkerMetrics) -> Duty:
