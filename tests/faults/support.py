@@ -1,4 +1,4 @@
-"""Helpers shared by the issue-9 fault tests: Redis faults an operator meets, processes, callbacks, Redis sizes.
+"""Helpers of the issue-9 fault tests: Redis faults an operator meets, processes, callbacks, Redis sizes.
 
 Redis is driven only through what an operator can do to it: signals (SIGSTOP/SIGCONT), ``CONFIG SET``,
 ``REPLICAOF``, ``BGSAVE``. Each fault is an ``inject``/``relieve`` pair over an admin connection.
@@ -38,7 +38,8 @@ PROTECTED_CONFIGS = ("--enable-protected-configs", "yes")  # CONFIG SET dir, for
 
 
 def admin(server: EmbeddedRedis) -> Redis:
-    return Redis.from_url(server.url, decode_responses=True)
+    client: Redis = Redis.from_url(server.url, decode_responses=True)
+    return client
 
 
 def _pid(server: EmbeddedRedis) -> int:
@@ -102,7 +103,7 @@ async def _misconf(r: Redis, data_dir: Path) -> None:
     await r.bgsave()
 
     async def failed() -> bool:
-        return (await r.info("persistence"))["rdb_last_bgsave_status"] == "err"
+        return str((await r.info("persistence"))["rdb_last_bgsave_status"]) == "err"
 
     await eventually(failed, timeout=10)
 
@@ -166,4 +167,3 @@ async def within(check: Callable[[], Awaitable[bool]], timeout: float, every: fl
     except AssertionError:
         return False
     return True
-

@@ -71,7 +71,10 @@ async def test_a_stored_message_whose_reply_came_late_is_not_answered_nothing_ac
     number = "995591400001"
     marker = f"late{secrets.token_hex(4)}"
     body = {"to": number, "text": f"Your order has shipped ({marker})"}
-    async with RedisProxy(redis_server.port) as proxy, Stack(proxy.url, env=_late_env(), worker=False) as stack:
+    async with (
+        RedisProxy(redis_server.port) as proxy,
+        Stack(proxy.url, env=_late_env(), worker=False) as stack,
+    ):
         proc, _log = worker(stack, tmp_path, SMSGW_REDIS_URL=redis_server.url)
         try:
             proxy.delay_replies(LATE, when_request_contains=marker)
@@ -103,7 +106,10 @@ async def test_every_call_of_a_late_batch_is_answered_truly_and_retries_send_onc
     numbers = [f"99559150{i:04d}" for i in range(6)]
     bodies = [{"to": n, "text": f"Ticket confirmed ({marker})"} for n in numbers]
     keys = [f"key-{marker}-{i}" for i in range(len(numbers))]
-    async with RedisProxy(redis_server.port) as proxy, Stack(proxy.url, env=_late_env(), worker=False) as stack:
+    async with (
+        RedisProxy(redis_server.port) as proxy,
+        Stack(proxy.url, env=_late_env(), worker=False) as stack,
+    ):
         proc, _log = worker(stack, tmp_path, SMSGW_REDIS_URL=redis_server.url)
         try:
             proxy.delay_replies(LATE, when_request_contains=marker)
@@ -140,7 +146,10 @@ async def test_a_facade_client_retrying_after_a_late_reply_does_not_send_twice(
     marker = f"facade{secrets.token_hex(4)}"
     params = {"key": TOKENS["auth"], "brandID": "1", "numbers": number, "text": f"Parcel ready ({marker})"}
     answers: list[tuple[int, Any]] = []
-    async with RedisProxy(redis_server.port) as proxy, Stack(proxy.url, env=_late_env(), worker=False) as stack:
+    async with (
+        RedisProxy(redis_server.port) as proxy,
+        Stack(proxy.url, env=_late_env(), worker=False) as stack,
+    ):
         proc, _log = worker(stack, tmp_path, SMSGW_REDIS_URL=redis_server.url)
         try:
             proxy.delay_replies(LATE, when_request_contains=marker)
@@ -171,9 +180,9 @@ async def _settled(stack: Stack, message_id: str) -> bool:
 async def test_a_foreign_callback_does_not_deliver_a_number_ubill_refused(
     redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
-    """A call to N is out (2 s); a callback ``delivered`` for a foreign smsID and N arrives; uBill then refuses
-    the call (no balance). Expected (issue 9.4, contract "Provider callback"): the callback is answered 200
-    and changes nothing; N ends ``rejected``, never ``delivered`` or ``submitted``."""
+    """A call to N is out (2 s); a callback ``delivered`` for a foreign smsID and N arrives; uBill then
+    refuses the call (no balance). Expected (issue 9.4, contract "Provider callback"): the callback is
+    answered 200 and changes nothing; N ends ``rejected``, never ``delivered`` or ``submitted``."""
     number = "995591700001"
     foreign = str(700_000_000 + secrets.randbelow(99_999_999))
     env = {"SMSGW_UBILL_TIMEOUT": "10"}

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from smsgw.embedded_redis import EmbeddedRedis
+from tests.faults.proxy import RedisProxy
 from tests.faults.support import (
     REDIS_ERROR_FAULTS,
     admin,
@@ -43,27 +44,33 @@ async def _reached(stack: Stack, number: str) -> bool:
 # --- Break 1 -------------------------------------------------------------------------------------------
 
 
-async def test_redis_stalled_past_the_lease_mid_call_sends_the_otp_once(
-    fault_redis: EmbeddedRedis, tmp_path: Path
+@pytest.mark.parametrize("away", ["sigstop", "blackhole"])
+async def test_redis_away_past_the_lease_mid_call_sends_the_otp_once(
+    away: str, fault_redis: EmbeddedRedis, tmp_path: Path
 ) -> None:
-    """Redis stops (SIGSTOP) for longer than the 2 s job lease while the OTP's uBill call (5 s) is out.
+    """Redis is away for longer than the 1 s job lease while the OTP's uBill call (6 s) is out: stopped
+    (SIGSTOP: a stall), or unreachable from the worker (a proxy that black-holes its connections).
 
-    Expected (issue 9.1): the unit's owner is alive, so the job is not taken again; the worker does not start a
-    second run of a job id it still runs (arq's ``run_job`` raises ``KeyError`` then); the OTP reaches uBill
+    Expected (issue 9.1): the unit's owner is alive, so the job is not taken again; the worker does not start
+    a second run of a job id it still runs (arq's ``run_job`` raises ``KeyError`` then); the OTP reaches uBill
     once and ends delivered (no unit left ``queued`` with no job behind it).
     """
     number = "995591100001"
-    env = {"SMSGW_JOB_LEASE": "2", "SMSGW_REDIS_TIMEOUT": "0.5", "SMSGW_UBILL_TIMEOUT": "10"}
-    async with Stack(fault_redis.url, env=env, sandbox={"latency": "5"}, worker=False) as stack:
-        proc, log = worker(stack, tmp_path)
+    env = {"SMSGW_JOB_LEASE": "1", "SMSGW_REDIS_TIMEOUT": "0.5", "SMSGW_UBILL_TIMEOUT": "15"}
+    async with (
+        RedisProxy(fault_redis.port) as proxy,
+        Stack(fault_redis.url, env=env, sandbox={"latency": "6"}, worker=False) as stack,
+    ):
+        proc, log = worker(stack, tmp_path, SMSGW_REDIS_URL=proxy.url)
         try:
             created = await stack.send({"to": number, "text": "Your code is 4821", "priority": "otp"})
             await stack.wait_status(created["id"], "dispatching", timeout=20)
-            pause(fault_redis)
-            await asyncio.sleep(3.5)  # longer than the lease, shorter than the call
-            resume(fault_redis)
+            pause(fault_redis) if away == "sigstop" else proxy.blackhole()
+            # Longer than the lease, and short enough that the worker is back well before the call ends.
+            await asyncio.sleep(2.5)
+            resume(fault_redis) if away == "sigstop" else proxy.heal()
             await within(lambda: _final(stack, created["id"]), timeout=30)
-            await asyncio.sleep(7)  # a second call (5 s at the sandbox) would be recorded by now
+            await asyncio.sleep(8)  # a second call (6 s at the sandbox) would be recorded by now
             final = await _status(stack, created["id"])
         finally:
             resume(fault_redis)
@@ -137,7 +144,9 @@ async def test_redis_answering_errors_is_503_with_retry_after_never_500(
                 json={"to": "+995591200004", "text": "x"},
                 headers={**auth, "Idempotency-Key": f"fault-{fault}"},
             ),
-            "GET /v1/messages/{id}": await _answer(stack, "GET", f"/v1/messages/{queued['id']}", headers=auth),
+            "GET /v1/messages/{id}": await _answer(
+                stack, "GET", f"/v1/messages/{queued['id']}", headers=auth
+            ),
             "DELETE /v1/messages/{id}": await _answer(
                 stack, "DELETE", f"/v1/messages/{queued['id']}", headers=auth
             ),

@@ -1,5 +1,5 @@
-"""An HTTP hop in front of the sandbox (as a load balancer in front of uBill is): forwards every call, or holds
-send calls for a while and answers a 5xx without forwarding them.
+"""An HTTP hop in front of the sandbox (as a load balancer in front of uBill is): forwards every call, or
+holds send calls for a while and answers a 5xx without forwarding them.
 
 The sandbox answers its 5xx at once, before any latency; a 5xx that comes seconds after the call left (so the
 call is in flight meanwhile, and uBill provably never got it) needs this hop.
