@@ -111,7 +111,7 @@ class Settings:
     job_lease: float = 5.0
     balance_interval: float = 60.0
     reconcile_after: float = 600.0
-    reconcile_interval: float = 60.0
+    housekeeping_interval: float = 30.0
     events_retention: int = 90_000
     events_max_streams: int = 1_000
     events_max_streams_per_client: int = 100
@@ -165,7 +165,7 @@ class Settings:
             job_lease=env.float("SMSGW_JOB_LEASE", 5.0, 1.0, 600),
             balance_interval=env.float("SMSGW_BALANCE_INTERVAL", 60.0, 0.0, 86_400),
             reconcile_after=env.float("SMSGW_RECONCILE_AFTER", 600.0, 1.0, 7 * 86_400),
-            reconcile_interval=env.float("SMSGW_RECONCILE_INTERVAL", 60.0, 0.1, 86_400),
+            housekeeping_interval=env.float("SMSGW_HOUSEKEEPING_INTERVAL", 30.0, 0.1, 3600),
             events_retention=env.int("SMSGW_EVENTS_RETENTION", 90_000, 86_400, 30 * 86_400),
             events_max_streams=env.int("SMSGW_EVENTS_MAX_STREAMS", 1_000, 1, 100_000),
             events_max_streams_per_client=env.int("SMSGW_EVENTS_MAX_STREAMS_PER_CLIENT", 100, 1, 100_000),

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["EmbeddedRedis", "find_server", "free_port"]
@@ -41,10 +42,17 @@ def free_port() -> int:
 class EmbeddedRedis:
     """One redis-server process with its data in ``data_dir`` (AOF survives kill and restart)."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, binary: str | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        binary: str | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.binary = binary or find_server()
+        self.extra_args = tuple(extra_args)  # e.g. fault tests: ("--enable-protected-configs", "yes")
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -80,6 +88,7 @@ class EmbeddedRedis:
             "yes",
             "--logfile",
             str(self.data_dir / "redis.log"),
+            *self.extra_args,
         ]
         self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)  # noqa: S603
         self._wait_ready(timeout)

@@ -52,6 +52,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     gw = app[GATEWAY]
     try:
         gw.durability = await gw.store.durability()
+        await gw.store.load_scripts()
         await gw.store.messages.sync_clock()
         gw.metrics.redis_durable.set(1 if gw.durability.durable else 0)
         if not gw.durability.durable:

@@ -46,6 +46,15 @@ class Store:
         )
         self.upkeep = Upkeep(self.redis, self.scripts)
 
+    async def load_scripts(self) -> None:
+        """SCRIPT LOAD everything at start, so the first EVALSHA of each script runs at once (a lost answer to
+        a NOSCRIPT round trip would otherwise be the first call's fate). After a Redis restart the scripts
+        reload themselves on NOSCRIPT."""
+        with translated():
+            for name in self.scripts.__dataclass_fields__:
+                script = getattr(self.scripts, name)
+                await self.redis.script_load(script.script)
+
     async def durability(self) -> Durability:
         with translated():
             return await durability(self.redis)

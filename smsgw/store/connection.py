@@ -30,9 +30,21 @@ MAX_CONNECTIONS = 64  # per pool: a process's Redis connections never grow with 
 _OUTAGE_REPLIES = ("OOM", "MISCONF", "READONLY", "LOADING", "MASTERDOWN", "NOREPLICAS", "BUSY", "TRYAGAIN")
 
 
+# redis-py strips the code of these replies and raises a class of its own instead.
+_OUTAGE_CLASSES: dict[type[Exception], str] = {
+    redis.exceptions.OutOfMemoryError: "OOM",
+    redis.exceptions.ReadOnlyError: "READONLY",
+    redis.exceptions.BusyLoadingError: "LOADING",
+    redis.exceptions.TryAgainError: "TRYAGAIN",
+    redis.exceptions.ClusterDownError: "CLUSTERDOWN",
+}
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """True for every way Redis can be unavailable: unreachable, too slow, or answering outage errors."""
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return True
+    if isinstance(exc, tuple(_OUTAGE_CLASSES)):
         return True
     if isinstance(exc, redis.exceptions.ResponseError):
         text = str(exc).lstrip()
@@ -43,6 +55,9 @@ def is_unavailable(exc: BaseException) -> bool:
 
 def outage_name(exc: BaseException) -> str:
     """A short, secret-free name for an outage (the error class, or the reply's code)."""
+    for cls, code in _OUTAGE_CLASSES.items():
+        if isinstance(exc, cls):
+            return code
     if isinstance(exc, redis.exceptions.ResponseError):
         text = str(exc).lstrip()
         for code in _OUTAGE_REPLIES:

@@ -35,7 +35,6 @@ from smsgw.worker.lanes import IDLE_CAP, Lane
 __all__ = ["WorkerProcess", "run"]
 
 log = structlog.get_logger(__name__)
-HOUSEKEEPING_INTERVAL = 30.0
 
 
 class WorkerProcess:
@@ -95,13 +94,14 @@ class WorkerProcess:
         ]
         beat = upkeep.heartbeat(self.dispatch, self.lanes)
         with contextlib.suppress(StoreUnavailable):
+            await self.store.load_scripts()
             await beat()  # liveness first: take.lua trusts this worker only once it beats
         ubill = self.dispatcher.ubill
         duties = [
             (s.job_lease / 3, beat, "heartbeat"),
             (
-                HOUSEKEEPING_INTERVAL,
-                upkeep.housekeeping(self.store.upkeep, s, self.metrics, HOUSEKEEPING_INTERVAL),
+                s.housekeeping_interval,
+                upkeep.housekeeping(self.store.upkeep, s, self.metrics, s.housekeeping_interval),
                 "housekeeping",
             ),
         ]

@@ -13,11 +13,11 @@ for k = 0, tonumber(count) - 1 do
     local changed = plan(m, numbers, 'cancelled', ctx, nil, WAITING, writes)
     cancelled = cancelled + #changed
     unit.open = math.max(0, unit.open - #changed)  -- a new unit's open count: its numbers still waiting
-    if unit.open == 0 then
-      unit.st, unit.reason = 'done', 'cancelled'
-      no_timer(m)
-    end
+    if unit.open == 0 then unit.st, unit.reason = 'done', 'cancelled' end
+    -- The HSET first: under maxmemory Redis refuses a script's first write if it may grow memory, and then
+    -- the whole cancel is refused (a ZREM first would let everything after it through).
     if #changed > 0 then write(m, with_unit(m, unit, writes)) end
+    if unit.open == 0 then no_timer(m) end
     emit_all(m, changed, ctx)
   end
 end

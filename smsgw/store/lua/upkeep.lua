@@ -6,6 +6,13 @@
 local now = tonumber(ARGV[1])
 local orphans = redis.call('ZREMRANGEBYSCORE', C.ORPHANS, '-inf', now)
 local dead = redis.call('ZREMRANGEBYSCORE', C.DEAD, '-inf', '(' .. ARGV[2])
+-- A dead letter is also gone with its message (its hash expired): look at the oldest ones, a batch per round.
+for _, dead_id in ipairs(redis.call('ZRANGE', C.DEAD, 0, 99)) do
+  local message_id = string.match(dead_id, '^(.*):%d+$')
+  if not message_id or redis.call('EXISTS', P.msg .. message_id) == 0 then
+    dead = dead + redis.call('ZREM', C.DEAD, dead_id)
+  end
+end
 local trimmed = 0
 for _, client in ipairs(cjson.decode(ARGV[4])) do
   trimmed = trimmed + redis.call('XTRIM', P.stream .. client, 'MINID', '~', ARGV[3])

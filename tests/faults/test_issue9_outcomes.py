@@ -1,0 +1,239 @@
+"""Issue 9, breaks 3 and 4: answers that must be true, and callbacks that must not invent a delivery.
+
+Break 3: a TCP proxy between the gateway and Redis holds the reply to the accept (only the request carrying a
+marker word of the message's text) past ``SMSGW_REDIS_TIMEOUT``: Redis stored the message, the gateway's
+deadline passed. Break 4: a callback for an smsID this gateway never sent arrives while a call to the same
+number is out, and uBill then refuses the call or answers 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from smsgw.devtools.redis import EmbeddedRedis
+from tests.faults.proxy import RedisProxy
+from tests.faults.support import callback, within, worker
+from tests.faults.ubill_gate import UbillGate
+from tests.harness import TOKENS, Stack, astop
+
+PROGRESSED = {"submitted", "sent", "pending", "delivered"}
+TIMEOUT = "0.5"  # SMSGW_REDIS_TIMEOUT of the gateway
+LATE = 1.5  # seconds the proxy holds the accept's reply: well past the deadline
+
+
+def _late_env() -> dict[str, str]:
+    return {"SMSGW_REDIS_TIMEOUT": TIMEOUT}
+
+
+async def _post(stack: Stack, body: dict[str, Any], key: str) -> dict[str, Any]:
+    headers = {**stack.auth(), "Idempotency-Key": key}
+    async with stack.http.post(f"{stack.url}/v1/messages", json=body, headers=headers) as response:
+        data = await response.json(content_type=None)
+        return {
+            "status": response.status,
+            "problem_type": data.get("type", "") if isinstance(data, dict) else "",
+            "retry_after": response.headers.get("Retry-After"),
+            "id": data.get("id") if isinstance(data, dict) else None,
+        }
+
+
+def _true_answer(answer: dict[str, Any]) -> bool:
+    """The contract's rule: 202 (the gateway found out), or 503 ``…/outcome-unknown`` with Retry-After."""
+    return answer["status"] == 202 or (
+        answer["status"] == 503
+        and str(answer["problem_type"]).endswith("/outcome-unknown")
+        and str(answer["retry_after"] or "").isdigit()
+    )
+
+
+async def _sent_count(stack: Stack, number: str) -> int:
+    return (await stack.sandbox_counts()).get(number, 0)
+
+
+async def _all_reached(stack: Stack, numbers: list[str]) -> bool:
+    counts = await stack.sandbox_counts()
+    return all(n in counts for n in numbers)
+
+
+# --- Break 3 -------------------------------------------------------------------------------------------
+
+
+async def test_a_stored_message_whose_reply_came_late_is_not_answered_nothing_accepted(
+    redis: Redis, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """Expected (issue 9.3, contract "Send"): 202, or 503 ``/outcome-unknown`` with Retry-After; the retry
+    with the same Idempotency-Key answers the stored message, and uBill gets the number once."""
+    number = "995591400001"
+    marker = f"late{secrets.token_hex(4)}"
+    body = {"to": number, "text": f"Your order has shipped ({marker})"}
+    async with (
+        RedisProxy(redis_server.port) as proxy,
+        Stack(proxy.url, env=_late_env(), worker=False) as stack,
+    ):
+        proc, _log = worker(stack, tmp_path, SMSGW_REDIS_URL=redis_server.url)
+        try:
+            proxy.delay_replies(LATE, when_request_contains=marker)
+            first = await _post(stack, body, f"key-{marker}")
+            proxy.no_delay()
+            assert proxy.delayed >= 1, "the proxy delayed nothing: the fault did not happen"
+            await asyncio.sleep(LATE)
+            retry = await _post(stack, body, f"key-{marker}")
+            await within(lambda: _all_reached(stack, [number]), timeout=20)
+            await asyncio.sleep(2)  # a second message would be sent by now
+        finally:
+            await astop(proc)
+        sent = await _sent_count(stack, number)
+    assert _true_answer(first), (
+        f"a stored message was answered {first['status']} {first['problem_type']!r} "
+        f"(not 202, nor /outcome-unknown); after the retry uBill got the number {sent} time(s)"
+    )
+    assert retry["status"] == 202, f"the retry with the same Idempotency-Key was answered {retry}"
+    assert sent == 1, f"uBill got the number {sent} times (expected once)"
+
+
+async def test_every_call_of_a_late_batch_is_answered_truly_and_retries_send_once(
+    redis: Redis, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """Concurrent POSTs share one pipeline to Redis; its reply comes after the deadline. Every answer must be
+    202 or ``/outcome-unknown`` (each call ran and stored its message); every retry with the same key sends
+    nothing new: each number reaches uBill once."""
+    marker = f"batch{secrets.token_hex(4)}"
+    numbers = [f"99559150{i:04d}" for i in range(6)]
+    bodies = [{"to": n, "text": f"Ticket confirmed ({marker})"} for n in numbers]
+    keys = [f"key-{marker}-{i}" for i in range(len(numbers))]
+    async with (
+        RedisProxy(redis_server.port) as proxy,
+        Stack(proxy.url, env=_late_env(), worker=False) as stack,
+    ):
+        proc, _log = worker(stack, tmp_path, SMSGW_REDIS_URL=redis_server.url)
+        try:
+            proxy.delay_replies(LATE, when_request_contains=marker)
+            first = await asyncio.gather(*(_post(stack, b, k) for b, k in zip(bodies, keys, strict=True)))
+            proxy.no_delay()
+            assert proxy.delayed >= 1, "the proxy delayed nothing: the fault did not happen"
+            await asyncio.sleep(LATE)
+            retries = [
+                await _post(stack, b, k)
+                for b, k, a in zip(bodies, keys, first, strict=True)
+                if a["status"] != 202
+            ]
+            await within(lambda: _all_reached(stack, numbers), timeout=20)
+            await asyncio.sleep(2)
+        finally:
+            await astop(proc)
+        counts = await stack.sandbox_counts()
+    untrue = [f"{a['status']} {a['problem_type']}" for a in first if not _true_answer(a)]
+    twice = {n: counts.get(n, 0) for n in numbers if counts.get(n, 0) != 1}
+    assert not untrue, (
+        f"{len(untrue)} of {len(numbers)} stored messages were answered as not accepted: {untrue}; "
+        f"numbers uBill did not get exactly once after the retries: {twice}"
+    )
+    assert all(r["status"] == 202 for r in retries), f"retries with the same key: {retries}"
+    assert not twice, f"numbers uBill did not get exactly once: {twice}"
+
+
+async def test_a_facade_client_retrying_after_a_late_reply_does_not_send_twice(
+    redis: Redis, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """The facade has no Idempotency-Key: an unmodified uBill client retries the same call after a 5xx.
+    Expected (issue 9.3): at most one send of the number, whatever the gateway answered."""
+    number = "995591600001"
+    marker = f"facade{secrets.token_hex(4)}"
+    params = {"key": TOKENS["auth"], "brandID": "1", "numbers": number, "text": f"Parcel ready ({marker})"}
+    answers: list[tuple[int, Any]] = []
+    async with (
+        RedisProxy(redis_server.port) as proxy,
+        Stack(proxy.url, env=_late_env(), worker=False) as stack,
+    ):
+        proc, _log = worker(stack, tmp_path, SMSGW_REDIS_URL=redis_server.url)
+        try:
+            proxy.delay_replies(LATE, when_request_contains=marker)
+            for attempt in range(3):  # a uBill client: retry the same call until statusID 0
+                async with stack.http.get(f"{stack.url}/v1/sms/send", params=params) as response:
+                    answers.append((response.status, await response.json(content_type=None)))
+                proxy.no_delay()
+                if response.status == 200 and answers[-1][1].get("statusID") == 0:
+                    break
+                await asyncio.sleep(LATE if attempt == 0 else 1.0)
+            assert proxy.delayed >= 1, "the proxy delayed nothing: the fault did not happen"
+            await within(lambda: _all_reached(stack, [number]), timeout=20)
+            await asyncio.sleep(2)
+        finally:
+            await astop(proc)
+        sent = await _sent_count(stack, number)
+    assert sent <= 1, f"uBill got the number {sent} times after a facade client's retry; answers: {answers}"
+
+
+# --- Break 4 -------------------------------------------------------------------------------------------
+
+
+async def _settled(stack: Stack, message_id: str) -> bool:
+    status = (await stack.get(message_id))["recipients"][0]["status"]
+    return status not in ("queued", "dispatching")
+
+
+async def test_a_foreign_callback_does_not_deliver_a_number_ubill_refused(
+    redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    """A call to N is out (2 s); a callback ``delivered`` for a foreign smsID and N arrives; uBill then
+    refuses the call (no balance). Expected (issue 9.4, contract "Provider callback"): the callback is
+    answered 200 and changes nothing; N ends ``rejected``, never ``delivered`` or ``submitted``."""
+    number = "995591700001"
+    foreign = str(700_000_000 + secrets.randbelow(99_999_999))
+    env = {"SMSGW_UBILL_TIMEOUT": "10"}
+    async with Stack(redis_url, env=env, sandbox={"latency": "2"}, worker=False) as stack:
+        await stack.sandbox_patch({"balance": 0})  # uBill refuses every send: statusID 40
+        proc, _log = worker(stack, tmp_path)
+        try:
+            created = await stack.send({"to": number, "text": "Your invoice is ready"})
+            await stack.wait_status(created["id"], "dispatching", timeout=20)
+            answered = await callback(stack, foreign, number, 1)
+            await within(lambda: _settled(stack, created["id"]), timeout=20)
+            await asyncio.sleep(1)
+            final = (await stack.get(created["id"]))["recipients"][0]
+        finally:
+            await astop(proc)
+        sent = await _sent_count(stack, number)
+    assert sent == 0, "the sandbox accepted the call: the refusal did not happen"
+    assert final["status"] not in PROGRESSED, (
+        f"uBill refused the call, yet a foreign smsID's callback made the recipient {final['status']!r} "
+        f"(provider_sms_id {final['provider_sms_id']!r})"
+    )
+    assert final["status"] == "rejected", final
+    assert answered == 200, f"the foreign callback was answered {answered}"
+
+
+async def test_a_foreign_callback_does_not_deliver_a_number_ubill_answered_5xx(
+    redis: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    """As above, but the call is answered 503 after 2 s (by a hop in front of uBill; uBill never got it) and
+    is not retried (``SMSGW_MAX_ATTEMPTS=1``). Expected: N ends ``failed`` (a dead letter), never
+    ``delivered`` or ``submitted``; the callback is answered 200."""
+    number = "995591700002"
+    foreign = str(700_000_000 + secrets.randbelow(99_999_999))
+    env = {"SMSGW_UBILL_TIMEOUT": "10", "SMSGW_MAX_ATTEMPTS": "1"}
+    async with Stack(redis_url, env=env, worker=False) as stack, UbillGate(stack.sandbox_url) as gate:
+        gate.fail_sends_after = 2.0
+        proc, _log = worker(stack, tmp_path, SMSGW_UBILL_BASE_URL=f"{gate.url}/v1")
+        try:
+            created = await stack.send({"to": number, "text": "Your invoice is ready"})
+            await stack.wait_status(created["id"], "dispatching", timeout=20)
+            answered = await callback(stack, foreign, number, 1)
+            await within(lambda: _settled(stack, created["id"]), timeout=20)
+            await asyncio.sleep(1)
+            final = (await stack.get(created["id"]))["recipients"][0]
+        finally:
+            await astop(proc)
+        sent = await _sent_count(stack, number)
+    assert gate.failed >= 1 and sent == 0, "the 5xx did not happen"
+    assert final["status"] not in PROGRESSED, (
+        f"uBill answered 5xx, yet a foreign smsID's callback made the recipient {final['status']!r} "
+        f"(provider_sms_id {final['provider_sms_id']!r})"
+    )
+    assert final["status"] == "failed", final
+    assert answered == 200, f"the foreign callback was answered {answered}"
