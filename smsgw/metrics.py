@@ -113,6 +113,13 @@ class GatewayMetrics:
             registry=r,
         )
         self.sse_clients = Gauge("smsgw_event_stream_clients", "Open GET /v1/events streams.", registry=r)
+        self.brand_usable = Gauge(
+            "smsgw_brand_usable",
+            "1 when uBill's last brand reading shows a configured brand approved, 0 when uBill does not "
+            "know it or has not approved it (sends refused); absent without a recent reading.",
+            ["brand"],
+            registry=r,
+        )
 
 
 class WorkerMetrics:
