@@ -821,6 +821,7 @@ def _facade() -> dict[str, Schema]:
                     },
                     "401": common["401"],
                     "429": _ubill_response("Over the client's rate (statusID 99)."),
+                    "503": _ubill_response("Redis is unavailable (statusID 99).", retry_after=True),
                 },
             },
         },

@@ -280,6 +280,12 @@ async def brand_names(request: web.Request) -> web.Response:
         client = await _client(request, dict(request.query))
     except Refusal as refusal:
         return refusal.response()
+    if gw.brands.reading is None:  # not in memory yet (a gateway started before the worker's first reading)
+        try:
+            await gw.brands.refresh()
+        except StoreUnavailable:
+            request[REDIS_ERROR] = True
+            return Refusal(99, "Service unavailable", 503).response({"Retry-After": "1"})
     reading = gw.brands.reading
     if reading is None:  # empty lists too, so a client that looks a brand up finds none rather than crashing
         message = "Brand names not read from uBill yet"

@@ -190,6 +190,19 @@ async def test_a_stale_reading_is_ignored(redis_url: str, redis: Redis) -> None:
         assert (await call(stack, "POST", "/v1/messages", json=send_body(2))).status == 422
 
 
+async def test_brand_names_read_at_once_when_memory_has_none(redis_url: str, redis: Redis) -> None:
+    """A gateway started before the worker's first reading lists it as soon as it exists (its next look
+    would be 15 s away with the default interval)."""
+    async with Stack(redis_url, env={"SMSGW_BRANDS_INTERVAL": "300"}, worker=False) as stack:
+        assert (await brand_names(stack))["statusID"] == 99
+        reading = BrandReading(int(time.time() * 1000), (Brand(2, "Shop", "1", "2026-11-20 10:00:00"),))
+        await redis.set(keys.BRANDS, reading.to_json())
+        body = await brand_names(stack)
+        assert body["statusID"] == 0
+        expected = [{"id": "2", "name": "Shop", "authorized": "1", "createdAt": "2026-11-20 10:00:00"}]
+        assert body["data"] == body["brands"] == expected
+
+
 async def _listed_ids(stack: Stack, ids: list[str]) -> bool:
     return [b["id"] for b in (await brand_names(stack)).get("data", [])] == ids
 
