@@ -163,7 +163,8 @@ def _schemas() -> dict[str, Schema]:
                 },
                 "brand_id": {
                     "type": ["integer", "null"],
-                    "description": "uBill sender name id; optional when the client has a default brand.",
+                    "description": "uBill sender name id; optional when the client has a default brand. "
+                    "Refused (422) while uBill's last brand reading shows it unknown or not approved.",
                     "examples": [1],
                 },
                 "priority": {**_schema("Priority"), "default": "transactional"},
@@ -459,6 +460,31 @@ def _schemas() -> dict[str, Schema]:
                 },
             },
         },
+        "UbillBrandName": {
+            "type": "object",
+            "required": ["id", "name", "authorized", "createdAt"],
+            "properties": {
+                "id": {"type": "string", "pattern": r"^\d+$", "examples": ["1"]},
+                "name": {"type": "string", "examples": ["SMSGW"]},
+                "authorized": {
+                    "type": "string",
+                    "enum": ["1", "2"],
+                    "description": "`1` approved by uBill, `2` not (yet).",
+                },
+                "createdAt": {"type": "string", "description": "As uBill reports it."},
+            },
+        },
+        "UbillBrandNames": {
+            "type": "object",
+            "description": "The brands this client may use, as uBill listed them at the worker's last "
+            "reading; `data` and `brands` carry the same list (public uBill clients read one or the other).",
+            "required": ["statusID", "data", "brands"],
+            "properties": {
+                "statusID": {"const": 0},
+                "data": {"type": "array", "items": _schema("UbillBrandName")},
+                "brands": {"type": "array", "items": _schema("UbillBrandName")},
+            },
+        },
         "UbillBalance": {
             "type": "object",
             "required": ["statusID", "sms"],
@@ -719,7 +745,8 @@ def _facade() -> dict[str, Schema]:
     ]
     send_description = (
         "uBill's send, answered in uBill's shape: HTTP 200 with `statusID` 0 and the gateway's integer "
-        "`smsID`, or a refusal `statusID` (10 brand not found, 20 numbers not found, 30 empty text, 50 no "
+        "`smsID`, or a refusal `statusID` (10 brand not found, or unknown to or not approved by uBill at its "
+        "last brand reading, 20 numbers not found, 30 empty text, 50 no "
         "valid numbers, 90 JSON error, 99 general error). Like uBill, invalid numbers are dropped from a "
         "call; only a call without a valid number is refused. The work is queued, prioritised, retried and "
         "tracked like `POST /v1/messages`."
@@ -784,6 +811,28 @@ def _facade() -> dict[str, Schema]:
                     },
                     "401": common["401"],
                     "429": _ubill_response("Over the client's rate (statusID 99)."),
+                },
+            },
+        },
+        "/v1/sms/brandNames": {
+            "get": {
+                "operationId": "ubillBrandNames",
+                "tags": ["ubill-facade"],
+                "summary": "uBill-compatible brand names: the client's brands as uBill last reported them",
+                "description": "Brands the client may use that uBill did not list are left out, as uBill "
+                "would (it lists the brands it has). Before the worker's first reading of uBill's brand "
+                "names: statusID 99 with empty `data` and `brands`.",
+                "security": ubill_security,
+                "responses": {
+                    "200": {
+                        "description": "The brand names, or statusID 99 when not read yet.",
+                        "content": {
+                            JSON: {"schema": {"oneOf": [_schema("UbillBrandNames"), _schema("UbillRefusal")]}}
+                        },
+                    },
+                    "401": common["401"],
+                    "429": _ubill_response("Over the client's rate (statusID 99)."),
+                    "503": _ubill_response("Redis is unavailable (statusID 99).", retry_after=True),
                 },
             },
         },

@@ -128,6 +128,13 @@ class GatewayMetrics:
             ["client"],
             registry=r,
         )
+        self.brand_usable = Gauge(
+            "smsgw_brand_usable",
+            "1 when uBill's last brand reading shows a configured brand approved, 0 when uBill does not "
+            "know it or has not approved it (sends refused); absent without a recent reading.",
+            ["brand"],
+            registry=r,
+        )
 
 
 class WorkerMetrics:

@@ -30,6 +30,7 @@ DEFAULT_HTTP_PORT = 8080
 DEFAULT_WORKER_HTTP_PORT = 9091
 DEFAULT_UBILL_BASE_URL = "https://api.ubill.dev/v1"
 MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_BRANDS_INTERVAL = 300.0  # seconds between readings of uBill's brandNames (0 = no brand check)
 _CLIENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
@@ -96,6 +97,7 @@ class Settings:
     batch_size: int = 100
     callback_key: Secret = field(default_factory=lambda: Secret(""))
     callback_allowed_ips: tuple[IPv4Network | IPv6Network, ...] = ()
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     clients: tuple[Client, ...] = ()
     allowed_countries: frozenset[str] = frozenset({"GE"})
     concurrency: Mapping[str, int] = field(
@@ -110,6 +112,7 @@ class Settings:
     shutdown_grace: float = 25.0
     job_lease: float = 5.0
     balance_interval: float = 60.0
+    brands_interval: float = DEFAULT_BRANDS_INTERVAL
     reconcile_after: float = 600.0
     housekeeping_interval: float = 30.0
     events_retention: int = 90_000
@@ -152,6 +155,7 @@ class Settings:
             batch_size=env.int("SMSGW_BATCH_SIZE", 100, 1, 1000),
             callback_key=Secret(env.text("SMSGW_CALLBACK_KEY", "") or ""),
             callback_allowed_ips=env.parse("SMSGW_CALLBACK_ALLOWED_IPS", (), _networks),
+            trusted_proxies=env.parse("SMSGW_TRUSTED_PROXIES", (), _networks),
             clients=env.parse("SMSGW_CLIENTS", (), _clients),
             allowed_countries=env.parse("SMSGW_ALLOWED_COUNTRIES", frozenset({"GE"}), _countries),
             concurrency=concurrency,
@@ -164,6 +168,7 @@ class Settings:
             shutdown_grace=env.float("SMSGW_SHUTDOWN_GRACE", 25.0, 0.0, 3600),
             job_lease=env.float("SMSGW_JOB_LEASE", 5.0, 1.0, 600),
             balance_interval=env.float("SMSGW_BALANCE_INTERVAL", 60.0, 0.0, 86_400),
+            brands_interval=env.float("SMSGW_BRANDS_INTERVAL", DEFAULT_BRANDS_INTERVAL, 0.0, 86_400),
             reconcile_after=env.float("SMSGW_RECONCILE_AFTER", 600.0, 1.0, 7 * 86_400),
             housekeeping_interval=env.float("SMSGW_HOUSEKEEPING_INTERVAL", 30.0, 0.1, 3600),
             events_retention=env.int("SMSGW_EVENTS_RETENTION", 90_000, 86_400, 30 * 86_400),

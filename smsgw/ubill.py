@@ -27,13 +27,16 @@ from smsgw.errors import ProviderOutcomeUnknown, ProviderRefused, ProviderUnavai
 from smsgw.settings import Secret
 
 __all__ = [
+    "APPROVED",
     "DATE_FORMAT",
     "REFUSALS",
     "SEND_TIME_FORMAT",
     "TBILISI",
+    "Brand",
     "Callback",
     "UbillClient",
     "format_local",
+    "parse_brands",
     "parse_callback",
     "parse_send_time",
 ]
@@ -52,6 +55,8 @@ REFUSALS: Final[dict[int, str]] = {
     90: "JSON error",
     99: "general error",
 }
+APPROVED: Final = "1"  # brandNames' ``authorized``: "1" approved, anything else (seen: "2") pending
+MAX_BRANDS: Final = 1_000  # an account has a handful; a reading is bounded whatever uBill answers
 _SMS_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _NUMBER = re.compile(r"^\d{6,15}$")
 
@@ -62,6 +67,45 @@ class Callback:
     number: str
     status_id: int
     occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class Brand:
+    """One entry of uBill's ``brandNames``: sender name, approval and creation time as uBill gave them."""
+
+    id: int
+    name: str
+    authorized: str
+    created_at: str
+
+    @property
+    def approved(self) -> bool:
+        return self.authorized == APPROVED
+
+
+def parse_brands(body: Mapping[str, Any]) -> list[Brand]:
+    """``brandNames``' list, from ``brands`` or ``data`` (public clients show both), ids as integers whether
+    uBill sends ``1`` or ``"1"``; entries without a usable id are skipped."""
+    items = body.get("brands")
+    if not isinstance(items, list) or not items:
+        items = body.get("data")
+    out: list[Brand] = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        raw_id = item.get("id")
+        if isinstance(raw_id, bool) or not str(raw_id).strip().isdigit():
+            continue
+        created = item.get("createdAt")
+        out.append(
+            Brand(
+                id=int(str(raw_id).strip()),
+                name=str(item.get("name") or ""),
+                authorized=str(item.get("authorized", "")).strip(),
+                created_at=created if isinstance(created, str) else "",
+            )
+        )
+    return out[:MAX_BRANDS]
 
 
 def refusal_reason(status_id: int) -> str:
@@ -184,10 +228,9 @@ class UbillClient:
             raise ProviderUnavailable("uBill answered the balance call without a number of SMS", "bad_answer")
         return int(sms)
 
-    async def brands(self) -> list[dict[str, Any]]:
+    async def brands(self) -> list[Brand]:
         body = await self._call("GET", self._url("/sms/brandNames"), None, sends=False)
-        items = body.get("brands", body.get("data", []))
-        return [b for b in items if isinstance(b, dict)] if isinstance(items, list) else []
+        return parse_brands(body)
 
     def _url(self, path: str) -> URL:
         return URL(self._base + path).with_query({"key": self._key.reveal()})

@@ -88,6 +88,7 @@ def base_env(redis_url: str, ubill_url: str, **overrides: str) -> dict[str, str]
         "SMSGW_BREAKER_COOLDOWN": "0.5",
         "SMSGW_JOB_LEASE": "2",
         "SMSGW_BALANCE_INTERVAL": "0",
+        "SMSGW_BRANDS_INTERVAL": "0",  # uBill calls a test counts are sends; brand tests turn it on
     }
     env.update(overrides)
     return env

@@ -12,7 +12,7 @@ from aiohttp import web
 from smsgw.devtools.redis import free_port
 from smsgw.errors import ProviderError, ProviderOutcomeUnknown, ProviderRefused, ProviderUnavailable
 from smsgw.settings import Secret
-from smsgw.ubill import UbillClient, parse_callback
+from smsgw.ubill import Brand, UbillClient, parse_callback
 from tests.harness import serve
 
 VALID = {
@@ -104,6 +104,34 @@ async def test_acceptance_returns_the_sms_id() -> None:
     finally:
         await session.close()
         await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # uBill's docs: `data`, ids as strings; integers, a missing createdAt and junk entries are tolerated.
+        '{"statusID": 0, "data": [{"id": "1", "name": "SMSGW", "authorized": "1", "createdAt": "2025-01-02 '
+        '03:04:05"}, {"id": 2, "name": "Shop", "authorized": 2}, {"id": "x"}, {"name": "no id"}, 7]}',
+        # Observed: `brands`, ids as integers (and `data` beside it, as our sandbox answers).
+        '{"statusID": 0, "brands": [{"id": 1, "name": "SMSGW", "authorized": "1", "createdAt": "2025-01-02 '
+        '03:04:05"}, {"id": "2", "name": "Shop", "authorized": "2"}], "data": []}',
+    ],
+)
+async def test_brand_names_are_read_from_either_list(body: str) -> None:
+    app = web.Application()
+    app.router.add_get("/v1/sms/brandNames", lambda _r: asyncio.sleep(0, _answer(200, body)))
+    runner, url = await serve(app)
+    session, client = await _client(url + "/v1")
+    try:
+        brands = await client.brands()
+    finally:
+        await session.close()
+        await runner.cleanup()
+    assert brands == [
+        Brand(1, "SMSGW", "1", "2025-01-02 03:04:05"),
+        Brand(2, "Shop", "2", ""),
+    ]
+    assert [b.approved for b in brands] == [True, False]
 
 
 async def test_refused_connection_is_safe_to_retry() -> None:

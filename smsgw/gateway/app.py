@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -12,6 +13,7 @@ from aiohttp import web
 from smsgw.errors import StoreUnavailable
 from smsgw.gateway import admin, callbacks, events, facade, messages, observe, ops, problems
 from smsgw.gateway.auth import Authenticator, bearer_token
+from smsgw.gateway.brands import BrandGate
 from smsgw.gateway.context import CLIENT, GATEWAY, Gateway
 from smsgw.gateway.ratelimit import enforce_client_rate
 from smsgw.metrics import GatewayMetrics
@@ -63,23 +65,37 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             )
     except StoreUnavailable as exc:
         log.error("redis.unreachable_at_start", error=str(exc))
+    if gw.settings.brands_interval > 0:
+        with contextlib.suppress(StoreUnavailable):
+            await gw.brands.refresh()
     clock = asyncio.create_task(gw.store.messages.keep_clock())
+    brands = asyncio.create_task(_brands(gw))
     yield
     clock.cancel()
+    brands.cancel()
     for task in list(gw.tasks):
         task.cancel()
-    await asyncio.gather(clock, *gw.tasks, return_exceptions=True)
+    await asyncio.gather(clock, brands, *gw.tasks, return_exceptions=True)
     await gw.store.close()
     await gw.blocking.aclose()
 
 
+async def _brands(gw: Gateway) -> None:
+    """uBill's brand verdicts, kept fresh after the first read (``_resources``, before serving)."""
+    if gw.settings.brands_interval > 0:
+        await gw.brands.keep_fresh()
+
+
 def create_app(settings: Settings) -> web.Application:
+    store = Store(settings)
+    metrics = GatewayMetrics()
     gateway = Gateway(
         settings=settings,
-        store=Store(settings),
+        store=store,
         blocking=events.reader_redis(settings),
-        metrics=GatewayMetrics(),
+        metrics=metrics,
         auth=Authenticator(settings.clients),
+        brands=BrandGate(store.brands, settings, metrics),
     )
     app = web.Application(middlewares=[edge], client_max_size=MAX_BODY_BYTES)
     app[GATEWAY] = gateway

@@ -14,6 +14,7 @@ from aiohttp import web
 from smsgw.clock import now_ms
 from smsgw.errors import StoreUnavailable
 from smsgw.gateway.context import GATEWAY, REDIS_ERROR, Gateway
+from smsgw.gateway.proxies import client_address
 from smsgw.phones import mask
 from smsgw.store.statuses import TERMINAL
 from smsgw.ubill import Callback, parse_callback
@@ -24,12 +25,13 @@ routes = web.RouteTableDef()
 log = structlog.get_logger(__name__)
 
 
-def _allowed(gw: Gateway, request: web.Request) -> bool:
+def _allowed(gw: Gateway, caller: str) -> bool:
+    """``caller``: the peer, or behind trusted proxies the forwarded address (``proxies.client_address``)."""
     networks = gw.settings.callback_allowed_ips
     if not networks:
         return True
     try:
-        peer = ip_address(request.remote or "")
+        peer = ip_address(caller)
     except ValueError:
         return False
     return any(peer in network for network in networks)
@@ -45,12 +47,14 @@ def _key_ok(gw: Gateway, request: web.Request) -> bool:
 @routes.get("/callbacks/ubill")
 async def ubill_callback(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    if not _allowed(gw, request):
+    caller = client_address(request, gw.settings.trusted_proxies)
+    if not _allowed(gw, caller):
         gw.metrics.callbacks.labels("-", "forbidden_ip").inc()
+        log.warning("callback.forbidden_ip", peer=caller, via=request.remote)
         return web.Response(status=403, text="Forbidden")
     if not _key_ok(gw, request):
         gw.metrics.callbacks.labels("-", "bad_key").inc()
-        log.warning("callback.bad_key", peer=request.remote)
+        log.warning("callback.bad_key", peer=caller, via=request.remote)
         return web.Response(status=403, text="Forbidden")
     try:
         callback = parse_callback(request.query)

@@ -10,6 +10,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from smsgw.gateway.auth import Authenticator
+from smsgw.gateway.brands import BrandGate
 from smsgw.metrics import GatewayMetrics
 from smsgw.settings import Client, Settings
 from smsgw.store import Store
@@ -25,6 +26,7 @@ class Gateway:
     blocking: Redis  # its own pool: event streams park in XREAD BLOCK without starving the API
     metrics: GatewayMetrics
     auth: Authenticator
+    brands: BrandGate  # uBill's brand verdicts, in memory: the accept path asks Redis nothing for them
     durability: Durability | None = field(default=None)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)  # background work a request left behind
 

@@ -1,4 +1,5 @@
-"""The uBill-compatible facade: ``/v1/sms/send``, ``/v1/sms/report/{smsID}``, ``/v1/sms/balance``.
+"""The uBill-compatible facade: ``/v1/sms/send``, ``/v1/sms/report/{smsID}``, ``/v1/sms/balance``,
+``/v1/sms/brandNames``.
 
 An unmodified uBill client switches by changing its base URL: the gateway token goes where it puts uBill's key
 (``key`` query parameter, form/JSON field or header). Answers keep uBill's shapes and statusIDs; the work is
@@ -10,6 +11,11 @@ send was stored. A plain 503 means it was not. When the gateway itself could not
 unknown"), it keeps asking Redis in the background and, if the send turns out stored, the identical call
 repeated within ``FACADE_RETRY_TTL`` answers the original smsID instead of sending again. A client that can
 add a header may also send ``Idempotency-Key``, which works as on ``POST /v1/messages``.
+
+Brand names: the brands this client may use, as the worker last read them from uBill, in both ``data`` and
+``brands`` with string ids (public clients read either and compare ids as strings). A brand the client may use
+that uBill did not list is left out, as uBill itself would (it lists the brands it has): a client looking it
+up finds "not found", which is what uBill answers a send with it (statusID 10), and so does the gateway.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from smsgw.settings import MAX_BODY_BYTES, Client
 from smsgw.store import keys
 from smsgw.store.messages import Replayed
 from smsgw.store.statuses import to_ubill_code
-from smsgw.ubill import parse_send_time
+from smsgw.ubill import APPROVED, Brand, parse_send_time
 
 __all__ = ["routes"]
 
@@ -123,6 +129,9 @@ def _send_command(request: web.Request, client: Client, params: dict[str, Any]) 
         brand_id = None
     if brand_id is None or brand_id not in client.brands:
         raise Refusal(10, "Brand not found")
+    problem = request.app[GATEWAY].brands.refusal(brand_id)
+    if problem:  # uBill would refuse it: say so now rather than queue recipients bound to be rejected
+        raise Refusal(10, problem[:1].upper() + problem[1:])
     raws = _numbers(params.get("numbers"))
     if not raws:
         raise Refusal(20, "Numbers not found")
@@ -257,3 +266,29 @@ async def balance(request: web.Request) -> web.Response:
     if reading is None:
         return Refusal(99, "Balance not known yet").response()
     return json_response({"statusID": 0, "sms": str(reading.sms)})
+
+
+def _brand_item(brand: Brand) -> dict[str, str]:
+    authorized = APPROVED if brand.approved else "2"  # the contract's two values: "1" approved, "2" not
+    return {"id": str(brand.id), "name": brand.name, "authorized": authorized, "createdAt": brand.created_at}
+
+
+@routes.get("/v1/sms/brandNames")
+async def brand_names(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    try:
+        client = await _client(request, dict(request.query))
+    except Refusal as refusal:
+        return refusal.response()
+    if gw.brands.reading is None:  # not in memory yet (a gateway started before the worker's first reading)
+        try:
+            await gw.brands.refresh()
+        except StoreUnavailable:
+            request[REDIS_ERROR] = True
+            return Refusal(99, "Service unavailable", 503).response({"Retry-After": "1"})
+    reading = gw.brands.reading
+    if reading is None:  # empty lists too, so a client that looks a brand up finds none rather than crashing
+        message = "Brand names not read from uBill yet"
+        return json_response({"statusID": 99, "message": message, "data": [], "brands": []})
+    items = [_brand_item(brand) for brand in reading.brands if brand.id in client.brands]
+    return json_response({"statusID": 0, "data": items, "brands": items})

@@ -64,7 +64,7 @@ async def create_message(request: web.Request) -> web.Response:
     body = await read_json(request)
     key = idempotency(request.headers.get(HEADER), client, "messages", body)
     try:
-        command = validate_send(body, client, gw.settings, datetime.now(UTC))
+        command = validate_send(body, client, gw.settings, datetime.now(UTC), gw.brands.refusal)
     except ValidationFailed:
         # A replay's body may no longer validate (a send_at now past): the key's record still answers.
         found = await gw.store.messages.replay(key) if key is not None else None

@@ -10,6 +10,7 @@ import structlog
 from aiohttp import web
 
 from smsgw.gateway.context import CLIENT, GATEWAY, MESSAGE_ID, REDIS_ERROR, REQUEST_ID
+from smsgw.gateway.proxies import client_address
 
 __all__ = ["begin", "record"]
 
@@ -59,6 +60,7 @@ def record(request: web.Request, status: int, elapsed: float) -> None:
         route=route,
         status=status,
         client=client,
+        remote=client_address(request, request.app[GATEWAY].settings.trusted_proxies),
         duration_ms=round(elapsed * 1000, 2),
         message_id=request.get(MESSAGE_ID),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -33,8 +34,16 @@ class _Errors:
         self.items.append({"field": field, "message": message})
 
 
-def validate_send(body: Any, client: Client, settings: Settings, now: datetime) -> SendCommand:
-    """Check a decoded JSON body against the contract; raises ``ValidationFailed`` or ``Forbidden``."""
+def validate_send(
+    body: Any,
+    client: Client,
+    settings: Settings,
+    now: datetime,
+    brand_refusal: Callable[[int], str | None] | None = None,
+) -> SendCommand:
+    """Check a decoded JSON body against the contract; raises ``ValidationFailed`` or ``Forbidden``.
+
+    ``brand_refusal`` says why uBill would refuse a brand (unknown, not approved), from memory."""
     if not isinstance(body, dict):
         raise ValidationFailed([{"field": "", "message": "the body must be a JSON object"}])
     errors = _Errors()
@@ -43,6 +52,8 @@ def validate_send(body: Any, client: Client, settings: Settings, now: datetime) 
     lane = _lane(body.get("priority", "transactional"), errors)
     brand_id = _brand(body.get("brand_id"), client, errors)
     _check_permissions(client, lane, brand_id)
+    if brand_id is not None and brand_refusal is not None and (problem := brand_refusal(brand_id)):
+        errors.add("brand_id", problem)
     text = _text(body.get("text"), errors)
     send_at = _send_at(body.get("send_at"), now, errors)
     validity = _validity(body.get("validity"), lane, errors)

@@ -14,6 +14,7 @@ from smsgw.sandbox import faults
 from smsgw.sandbox.calls import INVALID_KEY, Accepted, check, key_matches, read_call
 from smsgw.sandbox.runtime import SANDBOX, Sandbox
 from smsgw.sandbox.state import Send
+from smsgw.ubill import format_local
 
 __all__ = ["routes"]
 
@@ -124,5 +125,15 @@ async def brand_names(request: web.Request) -> web.Response:
     sandbox = request.app[SANDBOX]
     if not await _authorised(request, sandbox):
         return _answer(INVALID_KEY.body(), INVALID_KEY.http_status)
-    brands = [{"id": i, "name": name, "authorized": "1"} for i, name in sandbox.config.brands.items()]
-    return _answer({"statusID": 0, "brands": brands})
+    config, now = sandbox.config, sandbox.clock()
+    brands = [
+        {
+            "id": str(i),
+            "name": name,
+            "authorized": "2" if i in config.unapproved_brands else "1",
+            "createdAt": format_local(sandbox.state.brand_created(i, now)),
+        }
+        for i, name in config.brands.items()
+    ]
+    # Public clients read the list from `data` (uBill's docs) or `brands` (observed): both carry it.
+    return _answer({"statusID": 0, "data": brands, "brands": brands})

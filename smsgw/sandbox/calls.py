@@ -2,8 +2,8 @@
 
 Parameters come from the query string, then a form or JSON body (the body wins). The key may be a ``key``
 HTTP header, a body field or a query parameter. Checks run in uBill's order, so the first failing one picks
-the statusID: key (HTTP 401), malformed JSON (90), brand (10), numbers (20), text (30), no valid number
-(50), sendTime (99), balance (40).
+the statusID: key (HTTP 401), malformed JSON (90), brand unknown or not approved (10), numbers (20),
+text (30), no valid number (50), sendTime (99), balance (40).
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ class Accepted:
 
 INVALID_KEY: Final = Refusal(99, "Invalid API key", http_status=401)
 BAD_SEND_TIME: Final = Refusal(99, "sendTime must be a future time formatted Y-m-d H:i")
+# Inferred: a brand pending approval cannot send, and brand problems are uBill's statusID 10.
+UNAPPROVED_BRAND: Final = Refusal(10, "Brand name is not authorized yet")
 
 
 def _refusal(status_id: int) -> Refusal:
@@ -116,6 +118,8 @@ def check(call: SendCall, config: SandboxConfig, balance: int, now: datetime) ->
     brand_id = _brand_id(call.params.get("brandID"))
     if brand_id is None or brand_id not in config.brands:
         return _refusal(10)
+    if brand_id in config.unapproved_brands:
+        return UNAPPROVED_BRAND
     numbers = _numbers(call.params.get("numbers"))
     if not numbers:
         return _refusal(20)

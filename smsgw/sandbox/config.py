@@ -36,6 +36,8 @@ class SandboxConfig:
     port: int = DEFAULT_PORT
     api_key: Secret = field(default_factory=lambda: Secret("sandbox-key"))
     brands: Mapping[int, str] = field(default_factory=lambda: {1: "SMSGW", 2: "Shop"})
+    # Brands listed but not approved yet (``authorized`` "2"): uBill refuses sends with them (statusID 10).
+    unapproved_brands: frozenset[int] = frozenset()
     balance: int = DEFAULT_BALANCE
     callback_url: str | None = None
     callback_key: Secret = field(default_factory=lambda: Secret(""))
@@ -99,6 +101,7 @@ class SandboxConfig:
         return {
             **{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name in _PLAIN},
             "brands": {str(i): name for i, name in self.brands.items()},
+            "unapproved_brands": sorted(self.unapproved_brands),
             "callback_key_set": bool(self.callback_key),
             "outcomes": dict(self.outcomes),
         }
@@ -193,6 +196,17 @@ def _brands(raw: object) -> Mapping[int, str]:
     return brands
 
 
+def _ids(raw: object) -> frozenset[int]:
+    """``3,4``, a JSON list of ids, or empty for none."""
+    if isinstance(raw, list):
+        items: list[object] = list(raw)
+    elif isinstance(raw, str):
+        items = [part.strip() for part in raw.split(",") if part.strip()]
+    else:
+        raise ValueError(f"expected ids separated by commas or a list, got {raw!r}")
+    return frozenset(_integer(item, 1, 2**31 - 1) for item in items)
+
+
 def _outcomes(raw: object) -> Mapping[str, float]:
     weights: dict[str, float] = {}
     for name, weight in _pairs(raw, "="):
@@ -216,6 +230,7 @@ _PARSERS: Final[dict[str, Callable[[object], Any]]] = {
     "port": partial(_integer, low=0, high=65535),
     "api_key": lambda raw: Secret(_text(raw)),
     "brands": _brands,
+    "unapproved_brands": _ids,
     "balance": partial(_integer, low=0, high=10**12),
     "callback_url": _url,
     "callback_key": _secret,
@@ -236,4 +251,4 @@ _PARSERS: Final[dict[str, Callable[[object], Any]]] = {
 }
 # Where the server listens, what clients authenticate with and the random seed are fixed at start.
 RUNTIME_FIELDS: Final = frozenset(_PARSERS) - {"host", "port", "api_key", "seed"}
-_PLAIN: Final = frozenset(_PARSERS) - {"api_key", "brands", "callback_key", "outcomes"}
+_PLAIN: Final = frozenset(_PARSERS) - {"api_key", "brands", "unapproved_brands", "callback_key", "outcomes"}

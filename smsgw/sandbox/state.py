@@ -110,6 +110,7 @@ class SandboxState:
         self._sends: dict[int, Send] = {}
         self._retained = 0
         self._next_id = FIRST_SMS_ID
+        self._brands_created: dict[int, datetime] = {}  # one per configured brand id: bounded by the knobs
 
     def accept(self, send: Send, segments: int) -> Send:
         """Record an accepted call under a new smsID and charge numbers times segments."""
@@ -127,6 +128,10 @@ class SandboxState:
         while self._retained > MAX_RETAINED_NUMBERS and len(self._sends) > 1:
             oldest = next(iter(self._sends))
             self._retained -= len(self._sends.pop(oldest).numbers)
+
+    def brand_created(self, brand_id: int, now: datetime) -> datetime:
+        """When a brand was "created": the first time the sandbox listed it, stable afterwards."""
+        return self._brands_created.setdefault(brand_id, now)
 
     def find(self, sms_id: int) -> Send | None:
         return self._sends.get(sms_id)

@@ -9,6 +9,7 @@
     dispatch.py    the worker's side: take, settle, heartbeat
     delivery.py    uBill's delivery statuses (callbacks and reports)
     upkeep.py      housekeeping, queue gauges, dead letters, the balance reading
+    brands.py      the last reading of uBill's brand names (which brands uBill would refuse)
     connection.py  connections, what "unavailable" means, durability
     batching.py    concurrent script calls sharing one pipeline
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from smsgw.settings import Settings
+from smsgw.store.brands import BrandNames
 from smsgw.store.connection import Durability, connect, durability, translated
 from smsgw.store.delivery import Deliveries
 from smsgw.store.messages import Messages
@@ -45,6 +47,7 @@ class Store:
             reconcile_after=settings.reconcile_after,
         )
         self.upkeep = Upkeep(self.redis, self.scripts)
+        self.brands = BrandNames(self.redis)
 
     async def load_scripts(self) -> None:
         """SCRIPT LOAD everything at start, so the first EVALSHA of each script runs at once (a lost answer to

@@ -33,6 +33,7 @@ Data model (one message = one hash; everything a script decides for a message li
     smsgw:demand:{lane}         string set while a lane waits for uBill capacity (PX DEMAND_TTL)
     smsgw:client-rate:{client}  string GCRA state of one client's request limit (PX, self-expiring)
     smsgw:balance               string last uBill balance reading (JSON; one key)
+    smsgw:brands                string last reading of uBill's brandNames (JSON; one key, EX BRANDS_TTL)
     smsgw:lock:{name}           string leader lock of a periodic duty (PX)
 
 Pub/sub channels ``smsgw:events`` and ``smsgw:events:{client}`` carry the same JSON events as the streams.
@@ -44,6 +45,7 @@ from typing import Final
 
 __all__ = [
     "BALANCE",
+    "BRANDS",
     "DEAD",
     "EVENTS_CHANNEL",
     "FACADE_SEQ",
@@ -72,6 +74,7 @@ ORPHANS: Final = PREFIX + "orphans"
 DEAD: Final = PREFIX + "dead"
 FACADE_SEQ: Final = PREFIX + "facade:seq"
 BALANCE: Final = PREFIX + "balance"
+BRANDS: Final = PREFIX + "brands"
 
 IDEMPOTENCY_TTL: Final = 86_400  # the contract's 24 h
 FACADE_RETRY_TTL: Final = 600  # a uBill client's retry after "outcome unknown" is recognised this long
@@ -81,6 +84,7 @@ WAKE_CAP: Final = 64  # nudges kept per lane: enough to wake every idle worker, 
 RATE_WINDOW_TTL_MS: Final = 3_000  # a one-second window's counters outlive it briefly
 DEMAND_TTL_MS: Final = 1_000  # a lane that waited within the last second still claims its share
 WORKER_TTL_MS: Final = 86_400_000  # a worker's liveness record outlives any grace; DEL on clean stop
+BRANDS_TTL: Final = 7 * 86_400  # a brand reading nobody renews (checks turned off) does not stay for ever
 RECONCILE_GIVE_UP_MS: Final = 2 * 86_400_000  # after two days a missing final status will not come
 
 

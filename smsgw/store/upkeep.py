@@ -58,9 +58,15 @@ class Upkeep:
         with translated():
             return bool(await self._redis.set(keys.lock(name), "1", nx=True, px=max(1, int(seconds * 900))))
 
-    async def sweep(self, *, dead_retention_s: int, events_retention_s: int, clients: list[str]) -> Swept:
+    async def sweep(self, *, dead_retention_s: int, events_retention_s: int) -> Swept:
+        """One round of housekeeping. Every client's stream is trimmed, found by SCAN: a worker may not be
+        given the clients' list (the chart gives it to gateways only)."""
         now = now_ms()
+        prefix = keys.client_stream("")
         with translated():
+            clients = [
+                str(key).removeprefix(prefix) async for key in self._redis.scan_iter(match=prefix + "*")
+            ]
             raw = await self._scripts.upkeep(
                 args=[
                     now,

@@ -27,7 +27,7 @@ from smsgw.store import Store
 from smsgw.store.connection import connect
 from smsgw.store.dispatch import Capacity, Dispatch
 from smsgw.ubill import UbillClient
-from smsgw.worker import upkeep
+from smsgw.worker import brandcheck, upkeep
 from smsgw.worker.breaker import STATE_NAMES, CircuitBreaker
 from smsgw.worker.dispatch import Dispatcher
 from smsgw.worker.lanes import IDLE_CAP, Lane
@@ -108,6 +108,11 @@ class WorkerProcess:
         if s.balance_interval > 0:
             poller = upkeep.balance_poller(self.store.upkeep, ubill, self.metrics, s.balance_interval)
             duties.append((s.balance_interval, poller, "balance"))
+        if s.brands_interval > 0:
+            reader = brandcheck.brand_reader(
+                self.store.brands, self.store.upkeep, ubill, self.metrics, s.brands_interval
+            )
+            duties.append((s.brands_interval, reader, "brands"))
         self._tasks = [asyncio.create_task(lane.run()) for lane in self.lanes]
         self._tasks += [asyncio.create_task(upkeep.every(i, duty, name)) for i, duty, name in duties]
         log.info("worker.started", lanes=list(LANES), concurrency=dict(s.concurrency), owner=self.owner)

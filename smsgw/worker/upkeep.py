@@ -50,7 +50,6 @@ def heartbeat(store: Dispatch, lanes: Sequence[Lane]) -> Duty:
 
 def housekeeping(upkeep: Upkeep, settings: Settings, metrics: WorkerMetrics, interval: float) -> Duty:
     """Expired orphan callbacks, old dead letters, idle event streams: trimmed by one worker per interval."""
-    clients = [client.name for client in settings.clients]
 
     async def sweep() -> None:
         if not await upkeep.take_turn("housekeeping", interval):
@@ -58,7 +57,6 @@ def housekeeping(upkeep: Upkeep, settings: Settings, metrics: WorkerMetrics, int
         swept = await upkeep.sweep(
             dead_retention_s=settings.message_retention,
             events_retention_s=settings.events_retention,
-            clients=clients,
         )
         metrics.foreign_callbacks.inc(swept.orphans_expired)
         if swept.orphans_expired or swept.dead_letters_dropped:

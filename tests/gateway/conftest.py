@@ -7,12 +7,13 @@ or headers, so every test also checks that secrets never leak.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pytest
+import structlog
 from multidict import CIMultiDictProxy
 from redis.asyncio import Redis
 
@@ -146,3 +147,24 @@ def dispatch(redis: Redis, scripts: Scripts) -> Dispatch:
         lease=5.0,
         capacity=Capacity(0, 0, {}),
     )
+
+
+@pytest.fixture
+def log_events() -> Iterator[list[dict[str, Any]]]:
+    """Every structlog line of the test's in-process servers, as event dicts just before rendering (so after
+    redaction: what would be printed).
+
+    Loggers are cached on first use with the configured processor list, so a recorder is put into that very
+    list (and taken out after) rather than reconfiguring structlog, which cached loggers ignore."""
+    events: list[dict[str, Any]] = []
+
+    def record(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        events.append(dict(event_dict))
+        return event_dict
+
+    processors = structlog.get_config()["processors"]
+    processors.insert(len(processors) - 1, record)
+    try:
+        yield events
+    finally:
+        processors.remove(record)

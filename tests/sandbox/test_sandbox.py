@@ -300,16 +300,27 @@ async def test_balance_shape_and_key_header(make_sandbox: MakeSandbox) -> None:
 
 
 async def test_brand_names_shape(make_sandbox: MakeSandbox) -> None:
-    client = await make_sandbox(brands="1:SMSGW,7:Shop")
-    assert await get_json(client, f"/v1/sms/brandNames?key={KEY}") == {
-        "statusID": 0,
-        "brands": [
-            {"id": 1, "name": "SMSGW", "authorized": "1"},
-            {"id": 7, "name": "Shop", "authorized": "1"},
-        ],
-    }
+    """uBill's shape as public clients read it: the list in `data` and `brands`, ids and approval as strings,
+    a creation time in uBill's local format; a brand pending approval is listed with "2" and cannot send."""
+    client = await make_sandbox(brands="1:SMSGW,7:Shop,9:Pending", unapproved_brands="9")
+    body = await get_json(client, f"/v1/sms/brandNames?key={KEY}")
+    assert set(body) == {"statusID", "data", "brands"}
+    assert body["statusID"] == 0
+    assert body["data"] == body["brands"]
+    created = {b.pop("createdAt") for b in body["data"]}
+    assert body["data"] == [
+        {"id": "1", "name": "SMSGW", "authorized": "1"},
+        {"id": "7", "name": "Shop", "authorized": "1"},
+        {"id": "9", "name": "Pending", "authorized": "2"},
+    ]
+    assert len(created) == 1
+    stamp = datetime.strptime(created.pop(), "%Y-%m-%d %H:%M:%S").replace(tzinfo=TBILISI)
+    assert abs((stamp - datetime.now(UTC)).total_seconds()) < 120
+    again = await get_json(client, f"/v1/sms/brandNames?key={KEY}")
+    assert [b["createdAt"] for b in again["data"]] == [stamp.strftime("%Y-%m-%d %H:%M:%S")] * 3
     assert (await send(client, brandID="7"))[1]["statusID"] == 0
     assert (await send(client, brandID="2"))[1]["statusID"] == 10
+    assert (await send(client, brandID="9"))[1]["statusID"] == 10
     async with client.get("/v1/sms/brandNames") as response:
         assert response.status == 401
 

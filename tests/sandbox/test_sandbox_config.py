@@ -142,10 +142,21 @@ def test_update_returns_a_changed_copy() -> None:
     assert updated.update({"callback_url": None}).callback_url is None
 
 
+def test_unapproved_brands_from_env_and_at_run_time() -> None:
+    config = SandboxConfig.from_env({"SMSGW_SANDBOX_UNAPPROVED_BRANDS": "2, 9"})
+    assert config.unapproved_brands == {2, 9}
+    assert config.public()["unapproved_brands"] == [2, 9]
+    assert config.update({"unapproved_brands": [3]}).unapproved_brands == {3}
+    assert config.update({"unapproved_brands": ""}).unapproved_brands == frozenset()
+    with pytest.raises(SettingsError, match=r"^SMSGW_SANDBOX_UNAPPROVED_BRANDS: "):
+        SandboxConfig.from_env({"SMSGW_SANDBOX_UNAPPROVED_BRANDS": "two"})
+
+
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
         ({"latency": True}, "^latency: expected a number"),
+        ({"unapproved_brands": {"a": 1}}, "^unapproved_brands: expected ids"),
         ({"drop_rate": 1.01}, "^drop_rate: must be between 0 and 1"),
         ({"balance": 1.5}, "^balance: expected an integer"),
         ({"callback_key": 5}, "^callback_key: expected a string$"),
