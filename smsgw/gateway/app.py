@@ -10,7 +10,7 @@ import structlog
 from aiohttp import web
 
 from smsgw.batching import ScriptBatcher
-from smsgw.gateway import admin, callbacks, events, facade, messages, observe, ops, problems
+from smsgw.gateway import admin, callbacks, events, facade, messages, observe, ops, problems, verifications
 from smsgw.gateway.auth import Authenticator, bearer_token
 from smsgw.gateway.context import CLIENT, GATEWAY, Gateway
 from smsgw.gateway.events import BLOCK_MS
@@ -86,4 +86,5 @@ def create_app(settings: Settings) -> web.Application:
     app[events.SHUTTING_DOWN] = asyncio.Event()
     app.on_shutdown.append(events.end_streams)
     app.cleanup_ctx.append(_resources)
+    verifications.setup(app)  # after _resources: its sweep stops before Redis closes
     return app

@@ -81,7 +81,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
                 await response.write(b": keep-alive\n\n")
                 continue
             for event_id, entry in batches[0][1]:
-                await response.write(sse_frame(event_id, entry["event"]))
+                # Verification events carry their kind (SSE `event: verification`); messages' are "status".
+                await response.write(sse_frame(event_id, entry["event"], entry.get("kind", "status")))
                 last = event_id
     except (ConnectionResetError, ConnectionError):
         pass

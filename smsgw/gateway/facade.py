@@ -28,6 +28,7 @@ from smsgw.redisdb import REDIS_ERRORS, hash_fields
 from smsgw.settings import DEFAULT_VALIDITY_OTHER, DEFAULT_VALIDITY_OTP, MAX_BODY_BYTES, Client
 from smsgw.statuses import to_ubill_code
 from smsgw.ubill import parse_send_time
+from smsgw.verify.sealing import is_sealed_text
 
 __all__ = ["routes"]
 
@@ -116,7 +117,7 @@ def _send_request(request: web.Request, client: Client, params: dict[str, Any]) 
     if not raws:
         raise Refusal(20, "Numbers not found")
     text = params.get("text")
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or not text.strip() or is_sealed_text(text):
         raise Refusal(30, "Text is empty")
     if len(text) > MAX_TEXT or len(raws) > MAX_RECIPIENTS:
         raise Refusal(99, f"at most {MAX_TEXT} characters and {MAX_RECIPIENTS} numbers")

@@ -59,7 +59,7 @@ def build_message(gw: Gateway, client: Client, send: SendRequest, message_id: st
         client=client.name,
         lane=send.lane,
         brand_id=send.brand_id,
-        text=send.text,
+        text=send.sealed_text or send.text,
         reference=send.reference,
         segments=segments,
         encoding=encoding,

@@ -10,6 +10,7 @@ from smsgw.clock import parse_rfc3339, to_ms
 from smsgw.errors import Forbidden, ValidationFailed
 from smsgw.phones import normalise_many
 from smsgw.settings import DEFAULT_VALIDITY_OTHER, DEFAULT_VALIDITY_OTP, LANES, Client, Settings
+from smsgw.verify.sealing import is_sealed_text
 
 __all__ = ["SendRequest", "validate_send"]
 
@@ -32,6 +33,9 @@ class SendRequest:
     validity_s: int
     stop_list: bool
     reference: str | None
+    # The text as stored when it must not be stored in clear (a verification code): sealed, opened by the
+    # worker right before the uBill call (smsgw/verify/sealing.py). ``text`` then only counts segments.
+    sealed_text: str | None = None
 
 
 class _Errors:
@@ -101,6 +105,8 @@ def _text(value: Any, errors: _Errors) -> str | None:
         errors.add("text", "must not be blank")
     elif len(value) > MAX_TEXT:
         errors.add("text", f"at most {MAX_TEXT} characters, got {len(value)}")
+    elif is_sealed_text(value):
+        errors.add("text", "must not start with a NUL character followed by the gateway's sealed-text marker")
     return value
 
 

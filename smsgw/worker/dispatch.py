@@ -28,6 +28,7 @@ from smsgw.metrics import WorkerMetrics
 from smsgw.redisdb import REDIS_ERRORS
 from smsgw.settings import Settings
 from smsgw.ubill import UbillClient
+from smsgw.verify.sealing import open_sms_text
 from smsgw.worker.breaker import CircuitBreaker
 from smsgw.worker.limiter import DispatchLimiter
 
@@ -122,8 +123,9 @@ class Dispatcher:
     async def _call(self, lane: str, message_id: str, k: int, claim: Claim) -> str:
         started = time.perf_counter()
         try:
+            text = open_sms_text(claim.text, self.settings.verify.keyring)  # verification SMS: sealed text
             sms_id = await self.ubill.send(
-                claim.numbers, claim.text, claim.brand_id, otp=lane == "otp", stop_list=claim.stop_list
+                claim.numbers, text, claim.brand_id, otp=lane == "otp", stop_list=claim.stop_list
             )
         except ProviderRefused as exc:
             self._observe_call(exc.outcome, started)
