@@ -19,13 +19,13 @@ CONVERSION_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.
 class VerifyMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.started = Counter(
-            "smsgw_verifications_started_total",
+            "smsgw_verification_started_total",
             "Verifications created (201), by client.",
             ["client"],
             registry=registry,
         )
         self.finished = Counter(
-            "smsgw_verifications_finished_total",
+            "smsgw_verification_finished_total",
             "Verifications that reached a final status (approved, failed, expired), by client.",
             ["client", "status"],
             registry=registry,

@@ -13,12 +13,14 @@ if a.now >= v.ea then
   finish(key, a.id, v, 'expired', v.att, a.now, a.iso, a.minid)
   return {'final', 'expired', 1}
 end
+if not a.safe then
+  local blocked = redis.call('PTTL', VPREFIX .. 'block:' .. prefix_of(v.to))
+  if blocked > 0 then return {'blocked', blocked} end
+end
 if a.now - v.last < a.cooldown_ms then return {'cooldown', v.last + a.cooldown_ms - a.now} end
 if v.sends >= a.max_sends then return {'sends', v.ea - a.now} end
 local sends = v.sends + 1
 if not a.safe then
-  local blocked = redis.call('PTTL', VPREFIX .. 'block:' .. prefix_of(v.to))
-  if blocked > 0 then return {'blocked', blocked} end
   local refused = take_windows(window_keys(v.to, v.c), a.lim, a.now, a.id .. ':' .. sends)
   if #refused > 0 then return refused end
 end
