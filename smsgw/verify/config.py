@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 import phonenumbers
@@ -84,6 +84,7 @@ class Limit:
 class VerifySettings:
     keys: tuple[VerifyKey, ...] = ()
     key_source: str = "none"  # secrets | callback_key | none
+    secret_values: tuple[str, ...] = field(default=(), repr=False)  # only for log redaction
     number_limit: Limit = Limit(5, 3600)
     prefix_limit: Limit = Limit(100, 3600)
     client_limit: Limit = Limit(10_000, 3600)
@@ -114,6 +115,7 @@ class VerifySettings:
         return cls(
             keys=keys,
             key_source=source,
+            secret_values=secrets,
             number_limit=env.parse("SMSGW_VERIFY_NUMBER_LIMIT", Limit(5, 3600), Limit.parse),
             prefix_limit=env.parse("SMSGW_VERIFY_PREFIX_LIMIT", Limit(100, 3600), Limit.parse),
             client_limit=env.parse("SMSGW_VERIFY_CLIENT_LIMIT", Limit(10_000, 3600), Limit.parse),
