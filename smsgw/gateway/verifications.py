@@ -82,6 +82,7 @@ def setup(app: web.Application) -> None:
 
 async def _sweeper(app: web.Application) -> AsyncIterator[None]:
     gw, verify = app[GATEWAY], app[VERIFY]
+    stop = asyncio.Event()
     task = asyncio.create_task(
         sweep_forever(
             gw.redis,
@@ -89,9 +90,12 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
             verify.metrics,
             gw.settings.verify.sweep_interval,
             gw.settings.events_retention,
+            stop,
         )
     )
     yield
+    stop.set()  # a flag: a cancel can be swallowed inside a Redis command on 3.11
+    await asyncio.wait({task}, timeout=gw.settings.redis_timeout + 1)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
