@@ -21,8 +21,8 @@ __all__ = ["odds", "table"]
 
 def odds(digits: int, guesses_per_verification: int, verifications: int) -> float:
     """P(at least one right guess) over ``verifications`` independent codes, ``guesses`` distinct each."""
-    miss = 1 - guesses_per_verification / 10**digits
-    return 1 - miss**verifications
+    miss = 1.0 - guesses_per_verification / 10.0**digits
+    return float(1.0 - miss**verifications)
 
 
 def table() -> list[tuple[str, int, float, float]]:
