@@ -33,6 +33,7 @@ from smsgw.gateway.validation import (
 from smsgw.settings import DEFAULT_VALIDITY_OTHER, DEFAULT_VALIDITY_OTP, LANES, MAX_BODY_BYTES
 from smsgw.statuses import STATUSES, TERMINAL
 from smsgw.ubill import REFUSALS
+from smsgw.verify import openapi as verifications
 
 __all__ = ["TARGET", "build", "render"]
 
@@ -286,19 +287,29 @@ def _schemas() -> dict[str, Schema]:
             "type": "object",
             "description": (
                 "One server-sent event of the stream (the OpenAPI 3.2 `itemSchema` convention): `id` is the "
-                "Redis stream id to resume from, `data` the Event as JSON. Comment lines (`: keep-alive`) "
-                "carry no event."
+                "Redis stream id to resume from, `data` the Event (`event: status`) or VerificationEvent "
+                "(`event: verification`) as JSON. Comment lines (`: keep-alive`) carry no event."
             ),
             "required": ["id", "event", "data"],
             "properties": {
                 "id": {"type": "string", "pattern": STREAM_ID_PATTERN},
-                "event": {"const": "status"},
-                "data": {
-                    "type": "string",
-                    "contentMediaType": JSON,
-                    "contentSchema": _schema("Event"),
-                },
+                "event": {"enum": ["status", "verification"]},
+                "data": {"type": "string", "contentMediaType": JSON},
             },
+            "oneOf": [
+                {
+                    "properties": {
+                        "event": {"const": "status"},
+                        "data": {"contentMediaType": JSON, "contentSchema": _schema("Event")},
+                    },
+                },
+                {
+                    "properties": {
+                        "event": {"const": "verification"},
+                        "data": {"contentMediaType": JSON, "contentSchema": _schema("VerificationEvent")},
+                    },
+                },
+            ],
         },
         "FieldError": {
             "type": "object",
@@ -591,7 +602,8 @@ def _messages() -> dict[str, Schema]:
                 "summary": "The client's own status events as server-sent events",
                 "description": (
                     "An endless `text/event-stream` (comment keep-alives every 15 s). Each event is `event: "
-                    "status`, `id:` a Redis stream id, `data:` one Event as JSON. Reconnect with the last id "
+                    "status` with `data:` one Event as JSON (`event: verification`: a VerificationEvent), "
+                    "`id:` a Redis stream id. Reconnect with the last id "
                     "seen (`Last-Event-ID` header or `last_event_id` query) to get exactly what was missed "
                     "while events are kept (at least 24 h); `last_event_id=0` replays everything kept. "
                     "Without either, the stream starts with the next event."
@@ -929,6 +941,7 @@ def build() -> Schema:
         },
         "tags": [
             {"name": "messages"},
+            {"name": "verifications"},
             {"name": "events"},
             {"name": "ubill-facade"},
             {"name": "provider"},
@@ -936,9 +949,16 @@ def build() -> Schema:
             {"name": "operations"},
         ],
         "security": [{"bearer": []}],
-        "paths": {**_messages(), **_facade(), **_callbacks(), **_admin(), **_operations()},
+        "paths": {
+            **_messages(),
+            **verifications.paths(),
+            **_facade(),
+            **_callbacks(),
+            **_admin(),
+            **_operations(),
+        },
         "components": {
-            "schemas": _schemas(),
+            "schemas": {**_schemas(), **verifications.schemas()},
             "responses": _shared_responses(),
             "parameters": {
                 "MessageId": {

@@ -45,7 +45,8 @@ def validate_start(body: Any, client: Client, settings: Settings) -> StartReques
     errors: list[dict[str, str]] = [
         {"field": name, "message": "unknown field"} for name in sorted(set(body) - START_FIELDS)
     ]
-    brand = body.get("brand_id", client.default_brand)
+    brand = body.get("brand_id")
+    brand = client.default_brand if brand is None else brand  # null means the default, as on /v1/messages
     if brand is None:
         errors.append({"field": "brand_id", "message": "required: this client has no default brand"})
     elif isinstance(brand, bool) or not isinstance(brand, int):
