@@ -18,6 +18,7 @@ CONVERSION_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.
 
 class VerifyMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
         self.started = Counter(
             "smsgw_verification_started_total",
             "Verifications created (201), by client.",
