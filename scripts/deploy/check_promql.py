@@ -89,7 +89,6 @@ def exposition(component: str) -> str:
     from prometheus_client import generate_latest  # noqa: PLC0415
 
     from smsgw.metrics import GatewayMetrics, WorkerMetrics  # noqa: PLC0415
-
     from smsgw.verify.metrics import VerifyMetrics  # noqa: PLC0415
 
     holder = GatewayMetrics() if component == "gateway" else WorkerMetrics()
