@@ -34,6 +34,7 @@ from smsgw.settings import LANES, MAX_BODY_BYTES
 from smsgw.store.events import EVENT_FIELDS
 from smsgw.store.statuses import STATUSES, TERMINAL
 from smsgw.ubill import REFUSALS
+from smsgw.verify import openapi as verifications
 
 __all__ = ["TARGET", "build", "render"]
 
@@ -303,19 +304,30 @@ def _schemas() -> dict[str, Schema]:
             "type": "object",
             "description": (
                 "One server-sent event of the stream (the OpenAPI 3.2 `itemSchema` convention): `id` is the "
-                "Redis stream id to resume from, `data` the Event as JSON. Comment lines (`: keep-alive`) "
+                "Redis stream id to resume from, `data` the Event (`event: status`) or VerificationEvent "
+                "(`event: verification`) as JSON. Comment lines (`: keep-alive`) "
                 "carry no event, nor does the position frame each stream starts with (`id:` without data)."
             ),
             "required": ["id", "event", "data"],
             "properties": {
                 "id": {"type": "string", "pattern": STREAM_ID_PATTERN},
-                "event": {"const": "status"},
-                "data": {
-                    "type": "string",
-                    "contentMediaType": JSON,
-                    "contentSchema": _schema("Event"),
-                },
+                "event": {"enum": ["status", "verification"]},
+                "data": {"type": "string", "contentMediaType": JSON},
             },
+            "oneOf": [
+                {
+                    "properties": {
+                        "event": {"const": "status"},
+                        "data": {"contentMediaType": JSON, "contentSchema": _schema("Event")},
+                    },
+                },
+                {
+                    "properties": {
+                        "event": {"const": "verification"},
+                        "data": {"contentMediaType": JSON, "contentSchema": _schema("VerificationEvent")},
+                    },
+                },
+            ],
         },
         "FieldError": {
             "type": "object",
@@ -673,8 +685,9 @@ def _messages() -> dict[str, Schema]:
                     "An endless `text/event-stream` (comment keep-alives every 5 s). The first frame is the "
                     "stream's starting position: an `id:` line without data (the newest stream id, `0-0` "
                     "when there is none yet, or the `Last-Event-ID` given), which sets the client's last "
-                    "event id and dispatches no event. Each event is `event: status`, `id:` a Redis stream "
-                    "id, `data:` one Event as JSON. Reconnect with the last id seen, or the announced "
+                    "event id and dispatches no event. Each event is `event: status` (`event: verification`: "
+                    "a VerificationEvent), `id:` a Redis stream id, `data:` one Event as JSON. Reconnect "
+                    "with the last id seen, or the announced "
                     "position before any event (`Last-Event-ID` header or `last_event_id` query), to get "
                     "exactly what was missed while events are kept (at least 24 h); `last_event_id=0` "
                     "replays everything kept. Without either, the stream starts after the newest event. The "
@@ -1043,6 +1056,7 @@ def build() -> Schema:
         },
         "tags": [
             {"name": "messages"},
+            {"name": "verifications"},
             {"name": "events"},
             {"name": "ubill-facade"},
             {"name": "provider"},
@@ -1050,9 +1064,16 @@ def build() -> Schema:
             {"name": "operations"},
         ],
         "security": [{"bearer": []}],
-        "paths": {**_messages(), **_facade(), **_callbacks(), **_admin(), **_operations()},
+        "paths": {
+            **_messages(),
+            **verifications.paths(),
+            **_facade(),
+            **_callbacks(),
+            **_admin(),
+            **_operations(),
+        },
         "components": {
-            "schemas": _schemas(),
+            "schemas": {**_schemas(), **verifications.schemas()},
             "responses": _shared_responses(),
             "parameters": {
                 "MessageId": {

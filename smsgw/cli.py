@@ -29,6 +29,7 @@ def _settings(environ: Mapping[str, str], process: str, *required: str) -> Setti
             settings.callback_key.reveal(),
             settings.redis_password.reveal(),
             settings.redis_sentinel_password.reveal(),
+            *settings.verify.secret_values,
         ],
     )
     for name in unknown_names(environ):

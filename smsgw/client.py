@@ -71,6 +71,8 @@ __all__ = [
     "UnauthorizedError",
     "UnsupportedMediaTypeError",
     "ValidationError",
+    "Verification",
+    "VerificationCheck",
 ]
 
 Priority = Literal["otp", "transactional", "bulk"]
@@ -375,7 +377,131 @@ class _Retry:
     conflict: bool = False  # 409 "still being processed" of our own earlier attempt (idempotent sends)
 
 
-class SmsGatewayClient:
+# --- phone verification (/v1/verifications) --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """A phone verification. The code is never in it: the user reads it from the SMS and your service checks
+    it with ``check_verification``."""
+
+    id: str
+    to: str
+    status: str  # pending | approved | failed | expired
+    expires_at: datetime
+    sends: int
+    attempts: int
+    message_id: str
+    reference: str | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Verification:
+        return cls(
+            id=data["id"],
+            to=data["to"],
+            status=data["status"],
+            expires_at=_time(data["expires_at"]),
+            sends=int(data["sends"]),
+            attempts=int(data["attempts"]),
+            message_id=data["message_id"],
+            reference=data.get("reference"),
+        )
+
+    @property
+    def is_final(self) -> bool:
+        return self.status != "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationCheck:
+    """What a check did: ``approved`` (the number is verified), ``pending`` (wrong code, try again),
+    ``failed`` (too many wrong codes) or ``expired``."""
+
+    status: str
+    attempts: int
+
+    @property
+    def approved(self) -> bool:
+        return self.status == "approved"
+
+
+class _VerificationCalls:
+    """The verification endpoints (a mixin of ``SmsGatewayClient``, kept apart from the messages' calls).
+
+    A fraud block is a ``RateLimitedError`` whose ``type`` ends with ``/fraud-suspected``.
+    """
+
+    _idempotency_keys: bool
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        retry: _Retry,
+        *,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def start_verification(
+        self,
+        to: str,
+        *,
+        brand_id: int | None = None,
+        code_length: int | None = None,
+        ttl: int | timedelta | None = None,
+        locale: Literal["en", "ka"] | None = None,
+        reference: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Verification:
+        """Send a code to ``to`` (201); retried safely like ``send`` (an ``Idempotency-Key`` per call).
+
+        :raises RateLimitedError: an abuse limit or the pumping guard (``retry_after`` says when).
+        """
+        body: dict[str, Any] = {"to": to}
+        for name, value in (("brand_id", brand_id), ("code_length", code_length), ("locale", locale)):
+            if value is not None:
+                body[name] = value
+        if ttl is not None:
+            body["ttl"] = int(ttl.total_seconds()) if isinstance(ttl, timedelta) else ttl
+        if reference is not None:
+            body["reference"] = reference
+        key = idempotency_key or (str(uuid.uuid4()) if self._idempotency_keys else None)
+        data = await self._call(
+            "POST",
+            "/v1/verifications",
+            _Retry(repeatable=key is not None, conflict=key is not None),
+            json_body=body,
+            headers={"Idempotency-Key": key} if key else {},
+        )
+        return Verification.from_json(data)
+
+    async def resend_verification(self, verification_id: str) -> Verification:
+        """Send the same code again. Not repeated after a broken connection (it may have sent).
+
+        :raises RateLimitedError: within the cooldown or beyond the sends limit.
+        :raises ConflictError: the verification is no longer pending.
+        """
+        path = f"/v1/verifications/{_segment(verification_id)}/resend"
+        return Verification.from_json(await self._call("POST", path, _Retry(False)))
+
+    async def check_verification(self, verification_id: str, code: str) -> VerificationCheck:
+        """Check the code the user typed. Every check of a pending verification counts as an attempt, so it is
+        not repeated after a broken connection.
+
+        :raises ConflictError: it was approved already (a code is good once).
+        """
+        path = f"/v1/verifications/{_segment(verification_id)}/check"
+        data = await self._call("POST", path, _Retry(False), json_body={"code": code})
+        return VerificationCheck(status=data["status"], attempts=int(data["attempts"]))
+
+    async def get_verification(self, verification_id: str) -> Verification:
+        path = f"/v1/verifications/{_segment(verification_id)}"
+        return Verification.from_json(await self._call("GET", path, _Retry(True)))
+
+
+class SmsGatewayClient(_VerificationCalls):
     """The gateway's ``/v1`` API. Use as ``async with SmsGatewayClient(url, token) as client: ...``.
 
     :param base_url: the gateway's root, e.g. ``http://sms-gateway:8080`` (without ``/v1``).

@@ -19,6 +19,8 @@ from typing import TypeVar
 import phonenumbers
 
 from smsgw.errors import SettingsError
+from smsgw.verify.config import ENV_NAMES as VERIFY_ENV_NAMES
+from smsgw.verify.config import VerifySettings
 
 __all__ = ["LANES", "Client", "Secret", "Settings"]
 
@@ -123,6 +125,7 @@ class Settings:
     orphan_ttl: int = 3_600
     log_format: str = "json"
     log_level: str = "info"
+    verify: VerifySettings = field(default_factory=VerifySettings)  # SMSGW_VERIFY_*: smsgw/verify/config.py
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -179,6 +182,7 @@ class Settings:
             orphan_ttl=env.int("SMSGW_ORPHAN_TTL", 3_600, 60, 7 * 86_400),
             log_format=env.choice("SMSGW_LOG_FORMAT", "json", ("json", "console")),
             log_level=env.choice("SMSGW_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+            verify=VerifySettings.from_env(env),
         )
         settings._check_consistency()
         return settings
@@ -223,6 +227,7 @@ def unknown_names(environ: Mapping[str, str]) -> list[str]:
     }
     known.discard("SMSGW_CONCURRENCY")
     known |= {name + FILE_SUFFIX for name in known}
+    known |= VERIFY_ENV_NAMES
     return sorted(
         name
         for name in environ

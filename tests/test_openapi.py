@@ -70,6 +70,13 @@ include-method = "POST"
 "header.Idempotency-Key" = {{ dictionary = "idempotency_keys", probability = 0.9 }}
 
 [[operations]]
+include-path = "/v1/verifications"
+include-method = "POST"
+[operations.parameters]
+"body.to" = {{ dictionary = "numbers", probability = 0.8 }}
+"body.brand_id" = {{ dictionary = "brands", probability = 0.8 }}
+
+[[operations]]
 include-path = "/callbacks/ubill"
 [operations.parameters]
 "query.key" = "{callback_key}"
@@ -160,7 +167,10 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
         encoding="utf-8",
     )
     report = tmp_path / "report.json"
-    async with Stack(redis_url, worker=False) as stack:
+    # The dictionary's numbers are testers: hundreds of verifications must reach 201, past the per-number
+    # limits and the pumping guard (tested in tests/gateway/test_verification_limits.py).
+    safe = {"SMSGW_VERIFY_SAFE_NUMBERS": ",".join(f"+99551119424{i}" for i in range(2, 7))}
+    async with Stack(redis_url, env=safe, worker=False) as stack:
         await _seed_events(stack)
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -222,3 +232,9 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
         "DELETE /v1/messages/{id}",
     ):
         assert reached[operation]["fuzzing"]["accepted"] > 0, (operation, reached[operation])
+    # Verifications were started (examples, coverage or fuzzing) and their links followed: a resend of a real
+    # one is answered (200, or 409/429 by its rules), not 404.
+    started = reached["POST /v1/verifications"].values()
+    assert sum(phase["accepted"] for phase in started) > 0, reached["POST /v1/verifications"]
+    resent = reached["POST /v1/verifications/{id}/resend"].values()
+    assert sum(phase["accepted"] + phase["conflicts"] for phase in resent) > 0

@@ -45,11 +45,14 @@ def _go_float(value: float) -> str:
 def known_metrics() -> dict[str, dict[str, Any]]:
     """Every exported series name -> its label names and, for histogram series, its `le` bounds."""
     sys.path.insert(0, str(ROOT))
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415
+
     from smsgw.metrics import GatewayMetrics, WorkerMetrics  # noqa: PLC0415
     from smsgw.settings import LANES  # noqa: PLC0415
+    from smsgw.verify.metrics import VerifyMetrics  # noqa: PLC0415
 
     series: dict[str, dict[str, Any]] = {}
-    for holder in (GatewayMetrics(), WorkerMetrics()):
+    for holder in (GatewayMetrics(), WorkerMetrics(), VerifyMetrics(CollectorRegistry())):
         for metric in vars(holder).values():
             kind = getattr(metric, "_type", None)
             if kind is None:
@@ -91,9 +94,11 @@ def exposition(component: str) -> str:
     from prometheus_client import generate_latest  # noqa: PLC0415
 
     from smsgw.metrics import GatewayMetrics, WorkerMetrics  # noqa: PLC0415
+    from smsgw.verify.metrics import VerifyMetrics  # noqa: PLC0415
 
     holder = GatewayMetrics() if component == "gateway" else WorkerMetrics()
-    for metric in vars(holder).values():
+    extra = [VerifyMetrics(holder.registry)] if component == "gateway" else []  # registered by the gateway
+    for metric in [m for h in (holder, *extra) for m in vars(h).values()]:
         if getattr(metric, "_type", None) is not None and metric._labelnames:
             metric.labels(*["x"] * len(metric._labelnames))
     if isinstance(holder, WorkerMetrics):

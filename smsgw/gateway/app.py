@@ -11,7 +11,7 @@ import structlog
 from aiohttp import web
 
 from smsgw.errors import StoreUnavailable
-from smsgw.gateway import admin, callbacks, events, facade, messages, observe, ops, problems
+from smsgw.gateway import admin, callbacks, events, facade, messages, observe, ops, problems, verifications
 from smsgw.gateway.auth import Authenticator, bearer_token
 from smsgw.gateway.brands import BrandGate
 from smsgw.gateway.context import CLIENT, GATEWAY, Gateway
@@ -103,4 +103,5 @@ def create_app(settings: Settings) -> web.Application:
         app.add_routes(module.routes)
     events.install(app)
     app.cleanup_ctx.append(_resources)
+    verifications.setup(app)  # after _resources: its sweep stops before Redis closes
     return app

@@ -49,6 +49,11 @@ class BrandGate:
         self.reading: BrandReading | None = None  # the last reading seen, fresh or not (for brandNames)
         self._verdicts: dict[int, str | None] = {}  # only while a fresh reading exists; empty = fail open
 
+    def name(self, brand_id: int) -> str | None:
+        """The brand's name as uBill last reported it (None before a reading, or for a brand not listed)."""
+        brand = self.reading.find(brand_id) if self.reading is not None else None
+        return brand.name if brand is not None and brand.name else None
+
     def refusal(self, brand_id: int) -> str | None:
         """Why a send with this brand is refused now, or None (no dictionary miss costs a Redis call)."""
         return self._verdicts.get(brand_id)

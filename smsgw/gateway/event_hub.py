@@ -168,13 +168,13 @@ class _Reader:
             if self.hub.readers.get(self.key) is self:
                 del self.hub.readers[self.key]
 
-    def _fan_out(self, entries: list[tuple[str, str | None]]) -> None:
-        for raw_id, data in entries:
+    def _fan_out(self, entries: list[tuple[str, str | None, str]]) -> None:
+        for raw_id, data, kind in entries:
             entry_id = parse_id(raw_id)
             self.position = entry_id
             if data is None:
                 continue  # not an event of ours: nothing to serve
-            entry = (entry_id, sse_frame(raw_id, data))
+            entry = (entry_id, sse_frame(raw_id, data, kind))
             for subscriber in [s for s in self.subscribers if not s.offer(entry)]:
                 self.subscribers.discard(subscriber)
                 subscriber.end(TOO_SLOW)
@@ -236,7 +236,7 @@ class Feed:
         if not page:
             return b""
         self._sent = parse_id(page[-1][0])
-        return b"".join(sse_frame(event_id, data) for event_id, data in page if data is not None)
+        return b"".join(sse_frame(event_id, data, kind) for event_id, data, kind in page if data is not None)
 
     def close(self) -> None:
         """The stream is gone: stop fanning out to it (its reader leaves with the last one)."""

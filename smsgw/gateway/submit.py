@@ -31,6 +31,7 @@ async def submit(
     facade: bool = False,
     facade_retry: str | None = None,
     message_id: str | None = None,
+    rate: bool = True,
 ) -> Accepted | Replayed:
     """Store ``command`` for ``client``; 429, 422 (key reused with another body) and 409 (fixed id taken) are
     raised as problems; Redis outages surface as ``StoreUnavailable`` / ``StoreOutcomeUnknown``."""
@@ -42,7 +43,7 @@ async def submit(
     outcome = await gw.store.messages.accept(
         message,
         ttl_s=ttl_s,
-        limit=client_limit(client),
+        limit=client_limit(client) if rate else None,
         idempotency=idempotency,
         facade=facade,
         facade_retry=facade_retry,

@@ -77,6 +77,7 @@ BALANCE: Final = PREFIX + "balance"
 BRANDS: Final = PREFIX + "brands"
 
 IDEMPOTENCY_TTL: Final = 86_400  # the contract's 24 h
+IDEMPOTENCY_PENDING_TTL: Final = 60  # a verification's key reserved while its SMS is being stored
 FACADE_RETRY_TTL: Final = 600  # a uBill client's retry after "outcome unknown" is recognised this long
 SMS_ID_TTL: Final = 7 * 86_400  # callbacks and reports for an smsID come within days
 UNSETTLED_TTL: Final = 2 * 86_400  # unknown outcomes may still be settled by a late callback

@@ -18,10 +18,10 @@ from redis.commands.core import AsyncScript
 
 from smsgw.store import keys, statuses
 
-__all__ = ["Scripts", "prelude", "source"]
+__all__ = ["Scripts", "lua_table", "prelude", "source"]
 
 
-def _lua_table(name: str, values: dict[str, str | int]) -> str:
+def lua_table(name: str, values: dict[str, str | int]) -> str:
     """``local NAME = {k = v, ...}`` with JSON-quoted strings (valid Lua string literals for our values)."""
     items = ", ".join(
         f"{k} = {json.dumps(v) if isinstance(v, str) else v}" for k, v in sorted(values.items())
@@ -34,9 +34,9 @@ def prelude() -> str:
     ranks: dict[str, str | int] = dict(statuses.RANK)
     return (
         "-- Generated from smsgw/store/keys.py and statuses.py (scripts.prelude): do not edit.\n"
-        + _lua_table("P", dict(keys.LUA_PREFIXES))
-        + _lua_table("C", dict(keys.LUA_CONSTANTS))
-        + _lua_table("RANK", ranks)
+        + lua_table("P", dict(keys.LUA_PREFIXES))
+        + lua_table("C", dict(keys.LUA_CONSTANTS))
+        + lua_table("RANK", ranks)
         + f"local TERMINAL_RANK = {statuses.TERMINAL_RANK}\n"
     )
 

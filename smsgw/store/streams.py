@@ -1,7 +1,8 @@
 """Reading the clients' event streams (the scripts write them, with the status change they describe).
 
-``smsgw:stream:{client}`` holds one entry per status event, field ``event`` = the contract's JSON. Readers get
-``(stream id, event JSON)`` pairs and never the key or the entry layout.
+``smsgw:stream:{client}`` holds one entry per event, field ``event`` = the contract's JSON (and ``kind`` =
+``verification`` for phone verification events). Readers get ``(stream id, event JSON, kind)`` and never the
+key or the entry layout.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from smsgw.store.connection import connect, translated
 
 __all__ = ["EventStreams", "reader_client"]
 
-Event = tuple[str, str | None]  # stream id, event JSON (None for an entry that is not an event)
+Event = tuple[str, str | None, str]  # stream id, event JSON (None: not an event), kind (status, verification)
 
 
 def reader_client(settings: Settings, block_ms: int) -> Redis:
@@ -26,7 +27,9 @@ def reader_client(settings: Settings, block_ms: int) -> Redis:
 
 
 def _events(entries: Any) -> list[Event]:
-    return [(str(entry_id), fields.get("event")) for entry_id, fields in entries]
+    return [
+        (str(entry_id), fields.get("event"), fields.get("kind", "status")) for entry_id, fields in entries
+    ]
 
 
 class EventStreams:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import secrets
 import signal
@@ -27,6 +28,7 @@ from smsgw.store import Store
 from smsgw.store.connection import connect
 from smsgw.store.dispatch import Capacity, Dispatch
 from smsgw.ubill import UbillClient
+from smsgw.verify.sealing import open_sms_text
 from smsgw.worker import brandcheck, upkeep
 from smsgw.worker.breaker import STATE_NAMES, CircuitBreaker
 from smsgw.worker.dispatch import Dispatcher
@@ -78,7 +80,11 @@ class WorkerProcess:
             max_url_length=s.ubill_max_url_length,
         )
         breaker = CircuitBreaker(s.breaker_threshold, s.breaker_cooldown, on_change=self._breaker_changed)
-        return Dispatcher(s, self.dispatch, self.store.deliveries, ubill, breaker, self.metrics)
+        # Verification SMS texts are stored sealed; this worker opens them for the uBill call.
+        opener = functools.partial(open_sms_text, s.verify.keyring) if s.verify.key_source != "none" else None
+        return Dispatcher(
+            s, self.dispatch, self.store.deliveries, ubill, breaker, self.metrics, open_text=opener
+        )
 
     def _breaker_changed(self, state: int) -> None:
         self.metrics.breaker_state.set(state)

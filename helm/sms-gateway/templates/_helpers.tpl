@@ -111,6 +111,18 @@ secretVolume), never from an environment variable, so no secret sits in the cont
 {{- with $root.Values.secrets.ubillApiKey }}
 {{- $items = append $items (dict "env" "SMSGW_UBILL_API_KEY" "secret" (.name | default $default) "key" .key) }}
 {{- end }}
+{{- /* Verification SMS texts are sealed: without their own secret the worker opens them with a key derived
+from the callback key, as the gateway seals them. */}}
+{{- if not $root.Values.secrets.verifySecrets.key }}
+{{- with $root.Values.secrets.callbackKey }}
+{{- $items = append $items (dict "env" "SMSGW_CALLBACK_KEY" "secret" (.name | default $default) "key" .key) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- with $root.Values.secrets.verifySecrets }}
+{{- if .key }}
+{{- $items = append $items (dict "env" "SMSGW_VERIFY_SECRETS" "secret" (.name | default $default) "key" .key) }}
+{{- end }}
 {{- end }}
 {{- $redis := $root.Values.redis }}
 {{- if and $redis.urlSecret.name (not $redis.sentinel.hosts) }}
