@@ -83,6 +83,8 @@ class Settings:
     redis_password: Secret = field(default_factory=lambda: Secret(""))
     redis_sentinel_password: Secret = field(default_factory=lambda: Secret(""))
     redis_timeout: float = 2.0
+    redis_wait_replicas: int = 0
+    redis_wait_timeout: float = 0.5
     http_host: str = "0.0.0.0"  # noqa: S104 - a service listens on every interface of its pod
     http_port: int = DEFAULT_HTTP_PORT
     worker_http_port: int = DEFAULT_WORKER_HTTP_PORT
@@ -142,6 +144,8 @@ class Settings:
             redis_password=Secret(env.text("SMSGW_REDIS_PASSWORD", "") or ""),
             redis_sentinel_password=Secret(env.text("SMSGW_REDIS_SENTINEL_PASSWORD", "") or ""),
             redis_timeout=env.float("SMSGW_REDIS_TIMEOUT", 2.0, 0.05, 60),
+            redis_wait_replicas=env.int("SMSGW_REDIS_WAIT_REPLICAS", 0, 0, 16),
+            redis_wait_timeout=env.float("SMSGW_REDIS_WAIT_TIMEOUT", 0.5, 0.001, 60),
             http_host=env.text("SMSGW_HTTP_HOST", "0.0.0.0") or "0.0.0.0",  # noqa: S104
             http_port=env.int("SMSGW_HTTP_PORT", DEFAULT_HTTP_PORT, 0, 65535),
             worker_http_port=env.int("SMSGW_WORKER_HTTP_PORT", DEFAULT_WORKER_HTTP_PORT, 0, 65535),
@@ -198,6 +202,11 @@ class Settings:
                     f"SMSGW_OTP_RESERVE={self.otp_reserve:g} "
                     f"is kept for OTP (at most {room}): lower the batch size or raise the rate"
                 )
+        if self.redis_wait_replicas and self.redis_wait_timeout >= self.redis_timeout:
+            raise SettingsError(
+                "SMSGW_REDIS_WAIT_TIMEOUT: must be shorter than SMSGW_REDIS_TIMEOUT "
+                f"({self.redis_timeout:g} s), or the gateway gives up before the replicas' confirmation comes"
+            )
         if self.otp_reserve + self.min_share_transactional + self.min_share_bulk > 1.0:
             raise SettingsError(
                 "SMSGW_OTP_RESERVE: with SMSGW_MIN_SHARE_TRANSACTIONAL and SMSGW_MIN_SHARE_BULK "

@@ -61,10 +61,7 @@ def answer(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, StoreOutcomeUnknown):
         log.warning("redis.outcome_unknown", message_id=exc.message_id)
         request[REDIS_ERROR] = True
-        detail = (
-            f"Redis did not answer in time: whether message {exc.message_id} was stored is not known. "
-            "Retrying with the same Idempotency-Key is safe."
-        )
+        detail = f"message {exc.message_id}: {exc}. Retrying with the same Idempotency-Key is safe."
         return problem_response(OutcomeUnknownProblem(detail))
     if isinstance(exc, StoreUnavailable):
         log.warning("redis.unavailable", error=str(exc))

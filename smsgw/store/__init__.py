@@ -39,7 +39,13 @@ class Store:
         self.settings = settings
         self.redis = redis if redis is not None else connect(settings)
         self.scripts = Scripts.load(self.redis)
-        self.messages = Messages(self.redis, self.scripts, timeout=settings.redis_timeout)
+        self.messages = Messages(
+            self.redis,
+            self.scripts,
+            timeout=settings.redis_timeout,
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout=settings.redis_wait_timeout,
+        )
         self.deliveries = Deliveries(
             self.redis,
             self.scripts,

@@ -21,10 +21,17 @@ Call = tuple[list[Any], list[Any], "asyncio.Future[Any]"]
 
 
 class ScriptBatcher:
-    def __init__(self, redis: Redis, script: AsyncScript, max_batch: int = 256) -> None:
+    """Each call answers ``(script result, replicas)``: with ``wait`` = (replicas, timeout ms) every
+    pipeline ends with ``WAIT``, so ``replicas`` says how many replicas had the batch's writes (None
+    without ``wait``)."""
+
+    def __init__(
+        self, redis: Redis, script: AsyncScript, max_batch: int = 256, wait: tuple[int, int] | None = None
+    ) -> None:
         self._redis = redis
         self._script = script
         self._max_batch = max_batch
+        self._wait = wait
         self._pending: list[Call] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -47,6 +54,8 @@ class ScriptBatcher:
         pipe = self._redis.pipeline(transaction=False)
         for keys, args, _ in batch:
             pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+        if self._wait is not None:  # WAIT covers every earlier write of this connection: the whole batch
+            pipe.execute_command("WAIT", *self._wait)
         try:
             results = await pipe.execute(raise_on_error=False)
         except BaseException as exc:  # the connection failed: every call of the batch failed with it
@@ -56,15 +65,21 @@ class ScriptBatcher:
             if not isinstance(exc, Exception):
                 raise
             return
+        replicas = None
+        if self._wait is not None:
+            waited = results.pop()
+            replicas = waited if isinstance(waited, int) else 0
         for (keys, args, future), answer in zip(batch, results, strict=True):
-            # NOSCRIPT: Redis restarted and lost its scripts; the script object re-loads it and retries.
-            result = await self._retry(keys, args) if isinstance(answer, NoScriptError) else answer
+            # NOSCRIPT: Redis restarted and lost its scripts; the script object re-loads it and retries (a
+            # retried call is not covered by the batch's WAIT: it reports no replica).
+            retried = isinstance(answer, NoScriptError)
+            result = await self._retry(keys, args) if retried else answer
             if future.done():
                 continue
             if isinstance(result, BaseException):
                 future.set_exception(result)
             else:
-                future.set_result(result)
+                future.set_result((result, 0 if retried and replicas is not None else replicas))
 
     async def _retry(self, keys: list[Any], args: list[Any]) -> Any:
         try:

@@ -99,10 +99,21 @@ AcceptOutcome = Accepted | Replayed | Limited | Mismatch | Exists
 
 
 class Messages:
-    def __init__(self, redis: Redis, scripts: Scripts, *, timeout: float) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        scripts: Scripts,
+        *,
+        timeout: float,
+        wait_replicas: int = 0,
+        wait_timeout: float = 0,
+    ) -> None:
         self._redis = redis
         self._scripts = scripts
-        self._accept = ScriptBatcher(redis, scripts.accept)
+        # Opt-in HA: a 202 only once this many replicas have the message (WAIT), else "outcome unknown".
+        self._wait_replicas = wait_replicas
+        wait = (wait_replicas, int(wait_timeout * 1000)) if wait_replicas else None
+        self._accept = ScriptBatcher(redis, scripts.accept, wait=wait)
         self._timeout_ms = int(timeout * 1000)
         self._clock_offset_ms = 0  # Redis's clock minus ours: deadlines are checked on Redis's clock
 
@@ -154,14 +165,22 @@ class Messages:
         if facade_retry is not None:
             body["retry"] = facade_retry
         try:
-            raw = await self._accept([], [orjson.dumps(body)])
+            raw, replicas = await self._accept([], [orjson.dumps(body)])
         except redis.exceptions.RedisError as exc:
             if not is_unavailable(exc):
                 raise
             if not maybe_sent(exc):
                 raise StoreUnavailable(f"Redis is unavailable ({outage_name(exc)})") from None
             return await self._find_out(message, deadline)
-        return _outcome(message, raw)
+        outcome = _outcome(message, raw)
+        if isinstance(outcome, Accepted) and replicas is not None and replicas < self._wait_replicas:
+            # Stored on the primary, not (yet) on enough replicas: a failover now could lose it.
+            raise StoreOutcomeUnknown(
+                f"stored, but only {replicas} of {self._wait_replicas} replicas confirmed it in time",
+                message.id,
+                deadline,
+            )
+        return outcome
 
     async def _find_out(self, message: NewMessage, deadline: int) -> Accepted:
         """Whether an accept whose answer was lost wrote the message: ``Accepted``; ``StoreUnavailable`` (it
@@ -173,6 +192,8 @@ class Messages:
             )
         if found is False:
             raise StoreUnavailable("Redis answered too late; nothing was accepted")
+        if self._wait_replicas:  # stored, but its replication can no longer be confirmed
+            raise StoreOutcomeUnknown("stored, replication not confirmed", message.id, deadline)
         return Accepted(message.view(), found or None)
 
     async def resolve(self, message_id: str, deadline: int, *, patience: float) -> int | bool | None:
