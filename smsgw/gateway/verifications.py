@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import structlog
 from aiohttp import web
 
@@ -44,15 +43,14 @@ from smsgw.phones import mask
 from smsgw.segments import count_segments
 from smsgw.settings import Client
 from smsgw.store import keys
-from smsgw.store.connection import translated
 from smsgw.store.events import stream_minid
 from smsgw.store.records import new_message_id
-from smsgw.verify import keys as vkeys
+from smsgw.store.verifications import Verifications
+from smsgw.store.verifications import keys as vkeys
+from smsgw.store.verifications.records import NewVerification, Verification
 from smsgw.verify import limits, templates
 from smsgw.verify.codes import codes_match, new_code, new_verification_id
 from smsgw.verify.metrics import VerifyMetrics
-from smsgw.verify.records import NewVerification, Verification
-from smsgw.verify.scripts import VerifyScripts
 from smsgw.verify.sealing import code_context, seal_sms_text
 from smsgw.verify.sweep import sweep_forever
 from smsgw.verify.validation import validate_check, validate_start
@@ -65,7 +63,7 @@ routes = web.RouteTableDef()
 
 @dataclass(frozen=True)
 class Verifier:
-    scripts: VerifyScripts
+    store: Verifications
     metrics: VerifyMetrics
 
 
@@ -75,7 +73,7 @@ VERIFY = web.AppKey("verify", Verifier)
 def setup(app: web.Application) -> None:
     """Routes, scripts, metrics and the expiry sweep; call after the gateway's own resources are set up."""
     gw = app[GATEWAY]
-    app[VERIFY] = Verifier(VerifyScripts.load(gw.redis), VerifyMetrics(gw.metrics.registry))
+    app[VERIFY] = Verifier(Verifications(gw.redis), VerifyMetrics(gw.metrics.registry))
     app.add_routes(routes)
     app.cleanup_ctx.append(_sweeper)
     source = gw.settings.verify.key_source
@@ -94,8 +92,7 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
     stop = asyncio.Event()
     task = asyncio.create_task(
         sweep_forever(
-            gw.redis,
-            verify.scripts,
+            verify.store,
             verify.metrics,
             gw.settings.verify.sweep_interval,
             gw.settings.events_retention,
@@ -124,13 +121,12 @@ def _idempotency_key(request: web.Request) -> str | None:
     return key
 
 
-async def _load(gw: Gateway, client: Client, verification_id: str) -> Verification:
+async def _load(verify: Verifier, client: Client, verification_id: str) -> Verification:
     """The verification, or 404 when unknown or another client's (indistinguishable on purpose)."""
-    with translated():
-        fields: dict[str, str] = await gw.redis.hgetall(vkeys.verification(verification_id))  # type: ignore[misc]
-    if not fields or fields.get("c") != client.name:
+    verification = await verify.store.load(verification_id)
+    if verification is None or verification.client != client.name:
         raise NotFound(f"no verification {verification_id}")
-    return Verification.from_hash(verification_id, fields)
+    return verification
 
 
 async def _send_code(
@@ -168,8 +164,7 @@ async def _take_back(
     if isinstance(failure, StoreOutcomeUnknown):
         return
     try:
-        with translated():
-            await verify.scripts.undo(keys=[vkeys.verification(undo["id"]), key], args=[orjson.dumps(undo)])
+        await verify.store.undo(undo["id"], key, undo)
     except StoreUnavailable as exc:
         log.warning("verification.undo_failed", verification_id=undo["id"], error=str(exc))
 
@@ -240,25 +235,12 @@ async def start_verification(request: web.Request) -> web.Response:
         "f": new.fields(),
         "ttl": start.ttl_s + cfg.retention,
     }
-    with translated():
-        result = await verify.scripts.create(
-            keys=[
-                vkeys.verification(verification_id),
-                record_key,
-                vkeys.number_window(start.number),
-                vkeys.prefix_window(prefix),
-                vkeys.client_window(client.name),
-                vkeys.guard_started(prefix),
-                vkeys.guard_approved(prefix),
-                vkeys.block(prefix),
-                vkeys.BLOCKS,
-                vkeys.EXPIRIES,
-            ],
-            args=[orjson.dumps(args)],
-        )
+    result = await verify.store.create(
+        args, verification_id=verification_id, number=start.number, client=client.name, record_key=record_key
+    )
     kind = str(result[0])
     if kind == "replay":
-        existing = await _load(gw, client, str(result[1]))
+        existing = await _load(verify, client, str(result[1]))
         request[MESSAGE_ID] = existing.message_id
         return json_response(existing.resource(now_ms()), status=201)
     if kind == "inflight":
@@ -285,8 +267,7 @@ async def start_verification(request: web.Request) -> web.Response:
         await _take_back(gw, verify, record_key, undo, failure)
         raise
     if key is not None:  # the reservation made by create.lua becomes the finished record
-        with translated():
-            await gw.redis.set(record_key, f"done|{digest}|{verification_id}|201", ex=keys.IDEMPOTENCY_TTL)
+        await verify.store.finish_idempotency(record_key, digest, verification_id)
     verify.metrics.started.labels(client.name).inc()
     verify.metrics.sends.labels(client.name, "create").inc()
     if safe:
@@ -306,9 +287,9 @@ async def start_verification(request: web.Request) -> web.Response:
 
 @routes.get("/v1/verifications/{id}")
 async def get_verification(request: web.Request) -> web.Response:
-    gw, client = request.app[GATEWAY], client_of(request)
+    verify, client = request.app[VERIFY], client_of(request)
     _require_otp(client)
-    verification = await _load(gw, client, request.match_info["id"])
+    verification = await _load(verify, client, request.match_info["id"])
     request[MESSAGE_ID] = verification.message_id
     return json_response(verification.resource(now_ms()))
 
@@ -318,7 +299,7 @@ async def resend_verification(request: web.Request) -> web.Response:
     gw, verify, client = request.app[GATEWAY], request.app[VERIFY], client_of(request)
     _require_otp(client)
     cfg = gw.settings.verify
-    verification = await _load(gw, client, request.match_info["id"])
+    verification = await _load(verify, client, request.match_info["id"])
     now = now_ms()
     message_id = new_message_id()
     args = {
@@ -333,10 +314,7 @@ async def resend_verification(request: web.Request) -> web.Response:
         "lim": limits.window_args(cfg),
         "mid": message_id,
     }
-    with translated():
-        result = await verify.scripts.resend(
-            keys=[vkeys.verification(verification.id)], args=[orjson.dumps(args)]
-        )
+    result = await verify.store.resend(verification.id, args)
     kind = str(result[0])
     if kind == "missing":
         raise NotFound(f"no verification {verification.id}")
@@ -380,7 +358,7 @@ async def check_verification(request: web.Request) -> web.Response:
     _require_otp(client)
     cfg = gw.settings.verify
     given = validate_check(await read_json(request))
-    verification = await _load(gw, client, request.match_info["id"])
+    verification = await _load(verify, client, request.match_info["id"])
     now = now_ms()
     if verification.status == "approved":
         verify.metrics.checks.labels(client.name, "final").inc()
@@ -402,10 +380,7 @@ async def check_verification(request: web.Request) -> web.Response:
         "minid": stream_minid(now, gw.settings.events_retention),
         "approval_window_ms": cfg.guard_window * 1000 if counts_approval else 0,
     }
-    with translated():
-        result = await verify.scripts.check(
-            keys=[vkeys.verification(verification.id)], args=[orjson.dumps(args)]
-        )
+    result = await verify.store.check(verification.id, args)
     if result[0] == "missing":
         raise NotFound(f"no verification {verification.id}")
     status, attempts, changed = str(result[0]), int(result[1]), bool(int(result[2]))

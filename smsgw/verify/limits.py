@@ -3,7 +3,7 @@
 The state lives in Redis, shared by every gateway replica, each key expiring with its window:
 
 - **Sliding windows** of SMS (creates and resends alike) per number, per prefix (the number without its last
-  4 digits) and per client: a sorted-set log per window (``smsgw.verify.keys``), exact, bounded by the limit.
+  4 digits) and per client: a sorted-set log per window (``store.verifications.keys``), exact, bounded.
 - **The pumping guard** per prefix: verifications started in the guard window against those approved. When a
   prefix has at least ``guard_min_started`` starts and under ``guard_min_conversion`` of them approved, it
   is blocked for ``guard_block`` seconds (``429`` with problem type ``…/fraud-suspected``). SMS pumping

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from smsgw.store.verifications.records import STATUSES
 from smsgw.verify import codes, templates
 from smsgw.verify.config import VerifySettings
-from smsgw.verify.records import STATUSES
 from smsgw.verify.validation import DEFAULT_TTL, MAX_CODE_INPUT, MAX_REFERENCE, MAX_TTL, MIN_TTL
 
 __all__ = ["EXAMPLE_VERIFICATION_ID", "paths", "schemas"]

@@ -14,16 +14,12 @@ import contextlib
 from collections import Counter
 
 import structlog
-from redis.asyncio import Redis
 
 from smsgw.clock import iso, now_ms
 from smsgw.errors import StoreUnavailable
-from smsgw.store import keys as core_keys
-from smsgw.store.connection import translated
 from smsgw.store.events import stream_minid
-from smsgw.verify import keys
+from smsgw.store.verifications import Verifications
 from smsgw.verify.metrics import VerifyMetrics
-from smsgw.verify.scripts import VerifyScripts
 
 __all__ = ["sweep_forever", "sweep_once"]
 
@@ -31,16 +27,12 @@ log = structlog.get_logger(__name__)
 BATCH = 500
 
 
-async def sweep_once(
-    redis: Redis, scripts: VerifyScripts, metrics: VerifyMetrics, events_retention: int
-) -> int:
+async def sweep_once(store: Verifications, metrics: VerifyMetrics, events_retention: int) -> int:
     """Expire what is due now; returns how many verifications expired."""
     expired: Counter[str] = Counter()
     while True:
         now = now_ms()
-        result = await scripts.sweep(
-            keys=[keys.EXPIRIES], args=[now, iso(now), stream_minid(now, events_retention), BATCH]
-        )
+        result = await store.sweep(now, iso(now), stream_minid(now, events_retention), BATCH)
         expired.update(str(client) for client in result[1:])
         if int(result[0]) < BATCH:
             break
@@ -51,17 +43,8 @@ async def sweep_once(
     return sum(expired.values())
 
 
-async def _blocked_prefixes(redis: Redis, metrics: VerifyMetrics) -> None:
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.zremrangebyscore(keys.BLOCKS, "-inf", now_ms())
-        pipe.zcard(keys.BLOCKS)
-        _, count = await pipe.execute()
-    metrics.blocked_prefixes.set(int(count))
-
-
 async def sweep_forever(
-    redis: Redis,
-    scripts: VerifyScripts,
+    store: Verifications,
     metrics: VerifyMetrics,
     interval: float,
     events_retention: int,
@@ -69,13 +52,11 @@ async def sweep_forever(
 ) -> None:
     """Until ``stop`` is set (a flag, not a cancel: on 3.11 a cancel that lands inside a Redis command's own
     timeout can be swallowed, and the loop would sleep on)."""
-    lock = core_keys.lock(keys.SWEEP_LOCK)
     while not stop.is_set():
         try:
-            with translated():
-                if await redis.set(lock, "1", nx=True, px=max(1, int(interval * 900))):
-                    await sweep_once(redis, scripts, metrics, events_retention)
-                await _blocked_prefixes(redis, metrics)
+            if await store.take_sweep_turn(interval):
+                await sweep_once(store, metrics, events_retention)
+            metrics.blocked_prefixes.set(await store.blocked_prefixes(now_ms()))
         except StoreUnavailable as exc:
             log.warning("verification.sweep_redis_unavailable", error=str(exc))
         except Exception:

@@ -12,7 +12,7 @@ import re
 from redis.asyncio import Redis
 
 from smsgw.gateway.app import create_app
-from smsgw.verify import keys as vkeys
+from smsgw.store.verifications import keys as vkeys
 from tests.gateway.conftest import Answer, call, problem
 from tests.harness import Stack, serve
 from tests.verify.support import check, code_sent_to, resend, start, started

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from smsgw.clock import now_ms
 from smsgw.store import keys
-from smsgw.verify import keys as vkeys
+from smsgw.store.verifications import keys as vkeys
 from tests.gateway.conftest import call, fields_of, parse_time, problem
 from tests.harness import Stack, eventually, stored
 from tests.verify.support import check, code_sent_to, get, resend, start, started, texts_to, wrong

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from smsgw.clock import now_ms
 from smsgw.devtools.redis import EmbeddedRedis, free_port
-from smsgw.verify import keys as vkeys
+from smsgw.store.verifications import keys as vkeys
 from tests.harness import CALLBACK_KEY, TOKENS, UBILL_KEY, answers_200, astop, base_env, eventually, spawn
 from tests.verify.support import CODE, wrong
 

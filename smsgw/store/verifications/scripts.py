@@ -1,7 +1,7 @@
 """The verification Lua scripts, loaded once per Redis client (the same scheme as ``smsgw.store.scripts``).
 
 Each script is sent as the store's generated prelude (P, C: shared keys such as the event streams and
-channels), a prelude generated from ``smsgw.verify.keys`` (V prefixes, VC constants), ``lua/_verify.lua``,
+channels), a prelude generated from ``keys`` (V prefixes, VC constants), ``lua/_verify.lua``,
 then the script: no script spells a key name or a TTL. Each multi-key change of a verification is one script:
 atomic against every gateway replica, one unit in the AOF.
 """
@@ -16,14 +16,14 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from smsgw.store.scripts import lua_table, prelude
-from smsgw.verify import keys
+from smsgw.store.verifications import keys
 
 __all__ = ["VerifyScripts", "source"]
 
 
 @functools.cache
 def source(name: str) -> str:
-    folder = resources.files("smsgw.verify") / "lua"
+    folder = resources.files("smsgw.store.verifications") / "lua"
     return (
         prelude()
         + lua_table("V", dict(keys.LUA_PREFIXES))

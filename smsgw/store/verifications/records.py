@@ -1,7 +1,7 @@
 """The verification record: how it lives in its Redis hash and how it reads as the API resource.
 
 The hash never holds the code in clear: ``code`` is the sealed code (and is removed once the verification is
-final). Field names are listed in ``smsgw.verify.keys``; the Lua scripts read and write the same fields.
+final). Field names are listed in ``store.verifications.keys``; the Lua scripts use the same fields.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
--- Shared by the verification scripts (smsgw/verify/scripts.py prepends it, after the generated preludes: P and
--- C from smsgw/store/keys.py, V and VC from smsgw/verify/keys.py). Keys a script derives from a record
--- (resend, check, undo) are built from V; create gets its keys declared.
+-- Shared by the verification scripts (store/verifications/scripts.py prepends it, after the generated
+-- preludes: P and C from store/keys.py, V and VC from store/verifications/keys.py). Keys a script derives
+-- from a record (resend, check, undo) are built from V; create gets its keys declared.
 local EXPIRIES = VC.EXPIRIES
 
 local function prefix_of(number) return string.sub(number, 1, #number - VC.PREFIX_DROP) end
