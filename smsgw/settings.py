@@ -345,6 +345,9 @@ def _countries(raw: str) -> frozenset[str]:
 
 
 def _lanes(raw: str) -> frozenset[str]:
+    """A comma-separated list of lanes; ``none`` for none (an empty variable reads as unset: the default)."""
+    if raw.strip().lower() == "none":
+        return frozenset()
     lanes = frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
     bad = sorted(lanes - set(LANES))
     if bad:

@@ -198,3 +198,13 @@ async def test_gateway_and_worker_processes_run_on_secrets_from_files(redis_url:
         logs = (tmp_path / "gateway.log").read_text() + (tmp_path / "worker.log").read_text()
         assert "settings.unknown_variable" not in logs
         assert CALLBACK_KEY not in logs and UBILL_KEY not in logs
+
+
+def test_no_lane_retries_an_ambiguous_outcome_when_told_none() -> None:
+    """Strict at-most-once: ``none`` (an empty variable would read as unset, i.e. the default ``otp``)."""
+    assert Settings.from_env({"SMSGW_AMBIGUOUS_RETRY_LANES": "none"}).ambiguous_retry_lanes == frozenset()
+    assert Settings.from_env({"SMSGW_AMBIGUOUS_RETRY_LANES": ""}).ambiguous_retry_lanes == {"otp"}
+    assert Settings.from_env({"SMSGW_AMBIGUOUS_RETRY_LANES": "otp,bulk"}).ambiguous_retry_lanes == {
+        "otp",
+        "bulk",
+    }
