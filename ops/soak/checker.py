@@ -381,19 +381,27 @@ def _check_events(
         events = facts.events.get(key, [])
         chain = [initial] + [str(e.get("status")) for e in events]
         where = f"{message_id} {number}: resource {recipient.get('status')}, events {chain[1:]}"
-        bad_order = any(not forward(a, b) for a, b in itertools.pairwise(chain))
+        kept = _forward_chain(chain)  # the events that moved the recipient on; the others are extra
         malformed = any(any(f not in e for f in EVENT_FIELDS) for e in events)
         if malformed:
             verdict.add(kinds, "events_extra", "an event without the contract's fields", where)
-        elif bad_order:
+        elif len(kept) < len(chain):
             verdict.add(kinds, "events_extra", _order_problem(chain), where)
         status = str(recipient.get("status"))
-        if chain[-1] != status:
-            behind = _RANK.get(status, 0) > _RANK.get(chain[-1], 0) or status == "unknown"
-            if behind or (status, chain[-1]) == ("queued", "dispatching"):
-                verdict.add(kinds, "events_missing", f"no event for {chain[-1]} -> {status}", where)
-            elif not bad_order:
-                verdict.add(kinds, "events_extra", f"last event {chain[-1]}, resource {status}", where)
+        if kept[-1] != status:
+            behind = _RANK.get(status, 0) > _RANK.get(kept[-1], 0) or status == "unknown"
+            if behind or (status, kept[-1]) == ("queued", "dispatching"):
+                verdict.add(kinds, "events_missing", f"no event for {kept[-1]} -> {status}", where)
+            elif len(kept) == len(chain):
+                verdict.add(kinds, "events_extra", f"last event {kept[-1]}, resource {status}", where)
+
+
+def _forward_chain(chain: Sequence[str]) -> list[str]:
+    kept = [chain[0]]
+    for status in chain[1:]:
+        if forward(kept[-1], status):
+            kept.append(status)
+    return kept
 
 
 def check(journal: Journal, collected: Any) -> Verdict:
@@ -440,6 +448,6 @@ def check(journal: Journal, collected: Any) -> Verdict:
                 _active(faults, at, at),
                 "contract",
                 f"GET /callbacks/ubill (from uBill) HTTP {status}",
-                f"smsID {callback['sms_id']} {callback['number']} at {callback['time']}",
+                f"smsID {callback['sms_id']} {callback['number']} at {facts.at(at)}",
             )
     return verdict
