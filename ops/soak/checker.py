@@ -8,73 +8,26 @@ came. The figures that must be 0 are listed in ``MUST_BE_ZERO``.
 
 from __future__ import annotations
 
-import itertools
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 from ops.soak.config import FOREIGN_MARK
 from ops.soak.records import Attempt, FaultWindow, Journal, SendRecord
+from ops.soak.sequences import check_events
+from ops.soak.verdict import Verdict, active_faults
 
-__all__ = ["COLUMNS", "MUST_BE_ZERO", "Verdict", "check", "parse_time"]
+__all__ = ["check", "parse_time"]
 
-COLUMNS: Final = (
-    ("sends", "logical sends"),
-    ("accepted", "recipients acknowledged (202, or facade statusID 0)"),
-    ("stored_unacked", "recipients stored although no answer said so (timeout, 503, ...)"),
-    ("sent_once", "recipients uBill got exactly once"),
-    ("unknown_at_ubill", "recipients left `unknown` that uBill got"),
-    ("unknown_not_at_ubill", "recipients left `unknown` that uBill never got"),
-    ("lost", "acknowledged, never at uBill, and no status explains it (queued for ever, gone)"),
-    ("duplicated", "numbers uBill got more than once (not explained below)"),
-    ("dup_accept_5xx", "duplicates after uBill accepted a call and answered 5xx (documented, apart)"),
-    ("dup_caller_retry", "duplicates from a caller's retry without key after an ambiguous answer (apart)"),
-    ("false_delivered", "`delivered` although uBill never got the number"),
-    ("false_status", "submitted/sent/pending/error without uBill, or cancelled/expired/queued with uBill"),
-    ("contract", "answers that broke the contract: 5xx other than 503, 503 without Retry-After, 503 stored"),
-    ("events_missing", "recipients whose status is not the last event of its stream sequence"),
-    ("events_extra", "recipients with a duplicate, backward or after-terminal event, or events for nothing"),
-)
-MUST_BE_ZERO: Final = (
-    "lost",
-    "duplicated",
-    "false_delivered",
-    "false_status",
-    "contract",
-    "events_missing",
-    "events_extra",
-)
-TERMINAL: Final = frozenset({"delivered", "failed", "error", "rejected", "expired", "cancelled"})
 NOT_SENT_YET: Final = frozenset({"queued", "scheduled", "dispatching"})
 CLAIM_SENT: Final = frozenset({"submitted", "sent", "pending", "error"})
 CLAIM_NOT_SENT: Final = frozenset({"cancelled", "expired", "rejected", "queued", "scheduled", "dispatching"})
-_RANK: Final = {
-    "scheduled": 0,
-    "queued": 1,
-    "dispatching": 2,
-    "unknown": 3,
-    "submitted": 4,
-    "sent": 5,
-    "pending": 6,
-    **dict.fromkeys(TERMINAL, 7),
-}
 # The facade report's uBill codes, as the statuses they stand for when no event named the message.
 _REPORT_CODES: Final = {0: "sent", 1: "delivered", 2: "failed", 3: "queued", 4: "error"}
-EVENT_FIELDS: Final = (
-    "message_id",
-    "client",
-    "reference",
-    "number",
-    "status",
-    "provider_sms_id",
-    "provider_status_id",
-    "occurred_at",
-)
 AFTER_LAST_ANSWER: Final = 5.0
 CREATED_SLACK: Final = 0.05
-EXAMPLES_PER_REASON: Final = 3
 
 
 def parse_time(text: str) -> float:
@@ -84,35 +37,6 @@ def parse_time(text: str) -> float:
 def _stream_order(event: dict[str, Any]) -> tuple[int, int]:
     ms, _, seq = str(event.get("_id", "0-0")).partition("-")
     return int(ms), int(seq or 0)
-
-
-def forward(before: str, after: str) -> bool:
-    """The contract's order: forward only, except the worker's retry path and an ``unknown`` being settled."""
-    if before in TERMINAL or after == before:
-        return False
-    if before == "unknown" or (before == "dispatching" and after == "queued"):
-        return True
-    return _RANK.get(after, -1) > _RANK.get(before, 99)
-
-
-@dataclass
-class Verdict:
-    rows: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
-    reasons: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
-    examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-
-    def add(self, kinds: Iterable[str], figure: str, reason: str = "", example: str | None = None) -> None:
-        """Count one for ``figure`` in each row of ``kinds`` and in ``all``; keep examples per reason."""
-        for kind in {*kinds, "all"}:
-            self.rows[kind][figure] += 1
-        if reason:
-            self.reasons[figure][reason] += 1
-        if example is not None and self.reasons[figure][reason] <= EXAMPLES_PER_REASON:
-            self.examples[figure].append(f"[{reason}] {example}" if reason else example)
-
-    @property
-    def failures(self) -> dict[str, int]:
-        return {f: self.rows["all"][f] for f in MUST_BE_ZERO if self.rows["all"][f]}
 
 
 class _Facts:
@@ -149,11 +73,6 @@ class _Facts:
         if not message:
             return None
         return next((r for r in message.get("recipients", []) if r.get("number") == number), None)
-
-
-def _active(faults: Sequence[FaultWindow], start: float, end: float) -> set[str]:
-    kinds = {f.kind for f in faults if f.started <= end and f.ended >= start}
-    return kinds or {"none"}
 
 
 def _life_end(send: SendRecord, facts: _Facts) -> float:
@@ -207,7 +126,7 @@ def _check_answers(
 ) -> None:
     """Each attempt's answer against the contract, counted when it came."""
     for attempt in send.attempts:
-        kinds = _active(faults, attempt.started, attempt.ended)
+        kinds = active_faults(faults, attempt.started, attempt.ended)
         if attempt.status is not None and attempt.status >= 500 and attempt.status != 503:
             verdict.add(
                 kinds,
@@ -226,7 +145,7 @@ def _check_answers(
     if not creators and stored_anyhow and send.attempts and all(a.denies_storing for a in send.attempts):
         last = send.attempts[-1]
         verdict.add(
-            _active(faults, last.started, last.ended),
+            active_faults(faults, last.started, last.ended),
             "contract",
             "every answer denied storing, yet uBill got the numbers",
             f"send #{send.seq} ({send.kind}) answers {[a.status for a in send.attempts]}",
@@ -234,7 +153,7 @@ def _check_answers(
     for message_id, creator in creators:
         if creator is not None and creator.denies_storing:
             verdict.add(
-                _active(faults, creator.started, creator.ended),
+                active_faults(faults, creator.started, creator.ended),
                 "contract",
                 f"{_route(send)} {creator.status} {_short(creator.problem)} for a message that was stored",
                 f"send #{send.seq} ({send.kind}): {message_id} created at "
@@ -252,17 +171,6 @@ def _route(send: SendRecord) -> str:
 def _short(problem: str | None) -> str:
     """A problem type's last segment (``.../problems/internal`` -> ``internal``), or the facade's message."""
     return (problem or "").rstrip("/").rsplit("/", 1)[-1][:60]
-
-
-def _order_problem(chain: Sequence[str]) -> str:
-    for before, after in itertools.pairwise(chain):
-        if not forward(before, after):
-            if before == after:
-                return f"duplicate event {after}"
-            if before in TERMINAL:
-                return f"event {after} after terminal {before}"
-            return f"backward event {before} -> {after}"
-    return "out of order"
 
 
 def _caller_choice(send: SendRecord, number: str, ids: Sequence[str], facts: _Facts) -> bool:
@@ -365,45 +273,6 @@ def _check_never_sent(one: _Recipient, verdict: Verdict, kinds: set[str]) -> Non
         verdict.add(kinds, "lost", f"{'/'.join(sorted(set(found)))}, never at uBill", one.where)
 
 
-def _check_events(
-    message_id: str,
-    message: dict[str, Any],
-    facts: _Facts,
-    verdict: Verdict,
-    kinds: set[str],
-    seen: set[tuple[str, str]],
-) -> None:
-    initial = "scheduled" if message.get("send_at") else "queued"
-    for recipient in message.get("recipients", []):
-        number = str(recipient.get("number"))
-        key = (message_id, number)
-        seen.add(key)
-        events = facts.events.get(key, [])
-        chain = [initial] + [str(e.get("status")) for e in events]
-        where = f"{message_id} {number}: resource {recipient.get('status')}, events {chain[1:]}"
-        kept = _forward_chain(chain)  # the events that moved the recipient on; the others are extra
-        malformed = any(any(f not in e for f in EVENT_FIELDS) for e in events)
-        if malformed:
-            verdict.add(kinds, "events_extra", "an event without the contract's fields", where)
-        elif len(kept) < len(chain):
-            verdict.add(kinds, "events_extra", _order_problem(chain), where)
-        status = str(recipient.get("status"))
-        if kept[-1] != status:
-            behind = _RANK.get(status, 0) > _RANK.get(kept[-1], 0) or status == "unknown"
-            if behind or (status, kept[-1]) == ("queued", "dispatching"):
-                verdict.add(kinds, "events_missing", f"no event for {kept[-1]} -> {status}", where)
-            elif len(kept) == len(chain):
-                verdict.add(kinds, "events_extra", f"last event {kept[-1]}, resource {status}", where)
-
-
-def _forward_chain(chain: Sequence[str]) -> list[str]:
-    kept = [chain[0]]
-    for status in chain[1:]:
-        if forward(kept[-1], status):
-            kept.append(status)
-    return kept
-
-
 def check(journal: Journal, collected: Any) -> Verdict:
     facts = _Facts(journal, collected)
     verdict = Verdict()
@@ -411,7 +280,7 @@ def check(journal: Journal, collected: Any) -> Verdict:
     seen_events: set[tuple[str, str]] = set()
     owned: dict[str, set[str]] = {}
     for send in journal.sends:
-        kinds = _active(faults, send.first_started, _life_end(send, facts))
+        kinds = active_faults(faults, send.first_started, _life_end(send, facts))
         verdict.add(kinds, "sends")
         ids = _message_ids(send, facts)
         _check_answers(send, ids, facts, verdict, faults)
@@ -421,8 +290,13 @@ def check(journal: Journal, collected: Any) -> Verdict:
             owned.setdefault(message_id, kinds)
     for message_id, message in facts.messages.items():
         if message is not None:
-            _check_events(
-                message_id, message, facts, verdict, owned.get(message_id, {"unattributed"}), seen_events
+            check_events(
+                message_id,
+                message,
+                facts.events,
+                verdict,
+                owned.get(message_id, {"unattributed"}),
+                seen_events,
             )
     for key, events in facts.events.items():
         if key not in seen_events and key[0] not in facts.unreadable:
@@ -435,7 +309,7 @@ def check(journal: Journal, collected: Any) -> Verdict:
     for answer in journal.answers:
         if answer.status is not None and answer.status >= 500 and answer.status != 503:
             verdict.add(
-                _active(faults, answer.at, answer.at),
+                active_faults(faults, answer.at, answer.at),
                 "contract",
                 f"{answer.route} HTTP {answer.status} {_short(answer.problem)}",
                 f"{answer.note} at {facts.at(answer.at)}",
@@ -445,7 +319,7 @@ def check(journal: Journal, collected: Any) -> Verdict:
         if isinstance(status, int) and status >= 500 and status != 503:
             at = parse_time(str(callback["time"]))
             verdict.add(
-                _active(faults, at, at),
+                active_faults(faults, at, at),
                 "contract",
                 f"GET /callbacks/ubill (from uBill) HTTP {status}",
                 f"smsID {callback['sms_id']} {callback['number']} at {facts.at(at)}",

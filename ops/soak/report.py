@@ -7,8 +7,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ops.soak.checker import COLUMNS, MUST_BE_ZERO, Verdict
 from ops.soak.records import Journal, Sample
+from ops.soak.verdict import COLUMNS, MUST_BE_ZERO, Verdict
 
 __all__ = ["redis_figures", "render", "write_json"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ops.soak import plants
-from ops.soak.checker import Verdict, check
+from ops.soak.checker import check
 from ops.soak.collect import collect, settle
 from ops.soak.config import Options
 from ops.soak.injector import Injector
@@ -25,6 +25,7 @@ from ops.soak.records import Journal
 from ops.soak.report import redis_figures, render, write_json
 from ops.soak.schedule import build_schedule, describe
 from ops.soak.stage import Stage
+from ops.soak.verdict import Verdict
 from ops.soak.workload import Workload, build_plan
 
 __all__ = ["Outcome", "run"]

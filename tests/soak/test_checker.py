@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 
-from ops.soak.checker import COLUMNS, MUST_BE_ZERO, check, forward
+from ops.soak.checker import check
 from ops.soak.collect import Collected
 from ops.soak.config import FOREIGN_MARK
 from ops.soak.records import Answer, Attempt, FaultWindow, Journal, SendRecord
+from ops.soak.sequences import forward
+from ops.soak.verdict import COLUMNS, MUST_BE_ZERO
 
 pytestmark = pytest.mark.soak
 T0 = 1_800_000_000.0
