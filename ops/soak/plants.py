@@ -45,8 +45,9 @@ def tamper_collected(plants: tuple[str, ...], journal: Journal, collected: Colle
         return
     for message in collected.messages.values():
         for recipient in (message or {}).get("recipients", []):
-            if recipient.get("status") == "delivered":
+            if recipient.get("status") == "delivered" and recipient["number"] not in journal.planted_numbers:
                 collected.hidden_numbers.add(str(recipient["number"]))
+                journal.planted_numbers.add(str(recipient["number"]))
                 journal.notes.append(
                     f"planted: uBill's record of {recipient['number']} hidden from the checker"
                 )
@@ -94,6 +95,7 @@ async def _plant_duplicate(stage: Stage, journal: Journal) -> None:
                 f"{stage.sandbox_url}/v1/sms/send", params=params, timeout=aiohttp.ClientTimeout(total=5)
             ) as response:
                 await response.read()
+            journal.planted_numbers.add(number)
             journal.notes.append(f"planted: {number} (send #{send.seq}) sent to uBill a second time")
             return
     journal.notes.append("planted duplicate: no acknowledged number at uBill to send again")

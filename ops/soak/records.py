@@ -116,10 +116,12 @@ class Journal:
     foreign_sms_ids: set[int] = field(default_factory=set)
     cancels: dict[str, float] = field(default_factory=dict)  # message id -> when a cancel was answered 200
     notes: list[str] = field(default_factory=list)
+    planted_numbers: set[str] = field(default_factory=set)  # numbers a plant tampered with (kept apart)
     workload_started: float = 0.0
     workload_ended: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["foreign_sms_ids"] = sorted(self.foreign_sms_ids)
+        out["planted_numbers"] = sorted(self.planted_numbers)
         return out
