@@ -35,7 +35,7 @@ async def _latency(sandbox: Sandbox) -> None:
 @routes.route("GET", "/v1/sms/send")
 @routes.route("POST", "/v1/sms/send")
 async def send(request: web.Request) -> web.StreamResponse:
-    """Faults in uBill-outage order: stall and 5xx before anything is read, latency, then the checks;
+    """Faults in uBill-outage order: stall, 5xx and 429 before anything is read, latency, then the checks;
     accept_error and drop only after the call was recorded, charged and its callbacks scheduled."""
     received = time.time()
     sandbox = request.app[SANDBOX]
@@ -44,6 +44,8 @@ async def send(request: web.Request) -> web.StreamResponse:
         return await faults.stall(request, sandbox.stopping)
     if fault == "error":
         return faults.server_error(sandbox.rng)
+    if fault == "rate_limited":
+        return faults.rate_limited()
     await _latency(sandbox)
     call = await read_call(request)
     decision = check(call, sandbox.config, sandbox.state.balance, sandbox.clock())

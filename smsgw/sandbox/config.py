@@ -25,7 +25,7 @@ DEFAULT_BALANCE: Final = 1_000_000
 # The final callback statusIDs an outcome name stands for (0 sent and 3 pending are never final).
 OUTCOMES: Final[Mapping[str, int]] = {"delivered": 1, "failed": 2, "error": 4}
 # Faults share one random draw per send call, so their rates are exact shares and must fit in one.
-FAULT_RATES: Final = ("stall_rate", "error_rate", "accept_error_rate", "drop_rate")
+FAULT_RATES: Final = ("stall_rate", "error_rate", "accept_error_rate", "drop_rate", "rate_limited_rate")
 _MAX_SECONDS: Final = 3600.0
 _URL = re.compile(r"^https?://[^/\s?#]+")
 
@@ -54,6 +54,7 @@ class SandboxConfig:
     stall_rate: float = 0.0
     accept_error_rate: float = 0.0
     drop_rate: float = 0.0
+    rate_limited_rate: float = 0.0
     seed: int | None = None
 
     @classmethod
@@ -247,6 +248,7 @@ _PARSERS: Final[dict[str, Callable[[object], Any]]] = {
     "stall_rate": _rate,
     "accept_error_rate": _rate,
     "drop_rate": _rate,
+    "rate_limited_rate": _rate,
     "seed": _seed,
 }
 # Where the server listens, what clients authenticate with and the random seed are fixed at start.

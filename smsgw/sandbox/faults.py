@@ -1,8 +1,8 @@
-"""The ways a send call can go wrong on purpose: stall, 5xx, accepted-but-500, and a cut connection.
+"""The ways a send call can go wrong on purpose: stall, 5xx, 429, accepted-but-500, and a cut connection.
 
 One random draw per send call picks at most one fault, so each rate is the exact share of calls that meet
-it. Stall and 5xx happen before anything is checked or recorded; accept_error and drop only hit calls that
-were accepted, recorded and charged, which is the ambiguous case a client must not blindly resend.
+it. Stall, 5xx and 429 happen before anything is checked or recorded; accept_error and drop only hit calls
+that were accepted, recorded and charged, which is the ambiguous case a client must not blindly resend.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from aiohttp import web
 
 from smsgw.sandbox.config import SandboxConfig
 
-__all__ = ["Fault", "accept_error", "draw_fault", "drop", "server_error", "stall"]
+__all__ = ["Fault", "accept_error", "draw_fault", "drop", "rate_limited", "server_error", "stall"]
 
-Fault = Literal["stall", "error", "accept_error", "drop"]
+Fault = Literal["stall", "error", "accept_error", "drop", "rate_limited"]
 
 # A stalled call is let go after this long even if the client still waits, so stalls cannot pile up.
 STALL_LIMIT: Final = 600.0
 _STALL_POLL: Final = 0.1
+RETRY_AFTER: Final = 1  # seconds a rate-limited call is told to wait
 _GATEWAY_PAGES: Final = {
     500: "Internal Server Error",
     502: "Bad Gateway",
@@ -36,6 +37,7 @@ def draw_fault(config: SandboxConfig, rng: random.Random) -> Fault | None:
         ("error", config.error_rate),
         ("accept_error", config.accept_error_rate),
         ("drop", config.drop_rate),
+        ("rate_limited", config.rate_limited_rate),
     )
     if not any(rate for _, rate in rates):
         return None
@@ -63,6 +65,12 @@ def server_error(rng: random.Random) -> web.Response:
     status = rng.choice(tuple(_GATEWAY_PAGES))
     page = f"<html><head><title>{status} {_GATEWAY_PAGES[status]}</title></head><body></body></html>"
     return web.Response(status=status, text=page, content_type="text/html")
+
+
+def rate_limited() -> web.Response:
+    """429 with ``Retry-After``: uBill throttling the account; nothing was recorded or charged."""
+    body = {"statusID": 99, "message": "Too many requests"}
+    return web.json_response(body, status=429, headers={"Retry-After": str(RETRY_AFTER)})
 
 
 def accept_error() -> web.Response:

@@ -1,0 +1,3 @@
+from ops.soak.cli import main
+
+main()
