@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Literal, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 
@@ -249,7 +249,8 @@ class Recipient:
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """The message resource. ``status`` is the recipients' common status, or ``mixed``."""
+    """The message resource. ``status`` is the recipients' common status, or ``mixed``. ``recipients`` is None
+    when asked for without them (``minimal=True``: large messages; page with ``recipients()`` instead)."""
 
     id: str
     status: str
@@ -262,7 +263,7 @@ class Message:
     created_at: datetime
     send_at: datetime | None
     expires_at: datetime
-    recipients: tuple[Recipient, ...]
+    recipients: tuple[Recipient, ...] | None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Message:
@@ -278,13 +279,15 @@ class Message:
             created_at=_time(data["created_at"]),
             send_at=_optional_time(data.get("send_at")),
             expires_at=_time(data["expires_at"]),
-            recipients=tuple(Recipient.from_json(r) for r in data["recipients"]),
+            recipients=(
+                tuple(Recipient.from_json(r) for r in data["recipients"]) if "recipients" in data else None
+            ),
         )
 
     @property
     def is_final(self) -> bool:
         """Every recipient reached a status that never changes again: no need to poll any more."""
-        return all(r.is_final for r in self.recipients)
+        return all(status in TERMINAL_STATUSES for status in self.counts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -576,6 +579,7 @@ class SmsGatewayClient(_VerificationCalls):
         stop_list: bool = True,
         reference: str | None = None,
         idempotency_key: str | None = None,
+        minimal: bool = False,
     ) -> Message:
         """Send ``text`` to one or more numbers; returns the accepted message (202: durably stored).
 
@@ -584,6 +588,7 @@ class SmsGatewayClient(_VerificationCalls):
         :param validity: how long the message may wait to be handed to uBill before it expires.
         :param idempotency_key: reuse the same key to make a resend after a crash safe across processes;
             by default a fresh one is made per call, which covers this call's own retries.
+        :param minimal: answer without ``recipients`` (``Prefer: return=minimal``): for large messages.
         :raises ValidationError: with one ``FieldError`` per bad field or number.
         :raises OutcomeUnknownError: the gateway could not tell whether it stored the message (raised without
             a key, or once retries ran out; resend with the same ``idempotency_key`` to settle it).
@@ -607,6 +612,8 @@ class SmsGatewayClient(_VerificationCalls):
             body["reference"] = reference
         key = idempotency_key or (str(uuid.uuid4()) if self._idempotency_keys else None)
         headers = {"Idempotency-Key": key} if key else {}
+        if minimal:
+            headers["Prefer"] = "return=minimal"
         data = await self._call(
             "POST",
             "/v1/messages",
@@ -616,11 +623,31 @@ class SmsGatewayClient(_VerificationCalls):
         )
         return Message.from_json(data)
 
-    async def get(self, message_id: str) -> Message:
-        """The message with each recipient's current status."""
-        return Message.from_json(
-            await self._call("GET", f"/v1/messages/{_segment(message_id)}", _Retry(True))
-        )
+    async def get(self, message_id: str, *, minimal: bool = False) -> Message:
+        """The message with each recipient's current status (``minimal``: only ``counts``, no recipients)."""
+        headers = {"Prefer": "return=minimal"} if minimal else None
+        path = f"/v1/messages/{_segment(message_id)}"
+        return Message.from_json(await self._call("GET", path, _Retry(True), headers=headers))
+
+    async def recipients(
+        self, message_id: str, *, status: str | None = None, page_size: int = 1_000
+    ) -> AsyncGenerator[Recipient, None]:
+        """Every recipient of a message (of one ``status`` if given), in request order, a page at a time:
+        each page shows statuses as they are when it is read."""
+        cursor: str | None = None
+        while True:
+            query: dict[str, str] = {"limit": str(page_size)}
+            if status is not None:
+                query["status"] = status
+            if cursor is not None:
+                query["cursor"] = cursor
+            path = f"/v1/messages/{_segment(message_id)}/recipients?{urlencode(query)}"
+            page = await self._call("GET", path, _Retry(True))
+            for item in page["recipients"]:
+                yield Recipient.from_json(item)
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
 
     async def cancel(self, message_id: str) -> Message:
         """Cancel every recipient not yet handed to uBill; returns the message afterwards.

@@ -71,6 +71,7 @@ async def test_send_get_delivered(redis_url: str) -> None:
         )
         assert sent.id.startswith("msg_")
         assert sent.status == "queued"
+        assert sent.recipients is not None
         assert [r.number for r in sent.recipients] == [A, B]  # normalised, de-duplicated
         assert (sent.segments, sent.encoding, sent.brand_id, sent.reference) == (1, "GSM-7", 1, "order-7")
         assert sent.created_at.tzinfo is not None
@@ -78,8 +79,23 @@ async def test_send_get_delivered(redis_url: str) -> None:
         done = await wait_final(gateway, sent.id)
         assert done.status == "delivered"
         assert dict(done.counts) == {"delivered": 2}
+        assert done.recipients is not None
         assert all(r.provider_sms_id for r in done.recipients)
         assert all(r.updated_at >= sent.created_at for r in done.recipients)
+
+
+async def test_large_messages_without_recipients_and_paged(redis_url: str) -> None:
+    """``minimal`` answers carry counts only; ``recipients()`` pages through every number, by status too."""
+    to = [f"99559{1_500_000 + i:07d}" for i in range(2_500)]
+    async with Stack(redis_url, worker=False) as stack, client(stack) as gateway:
+        sent = await gateway.send(to, "Big", minimal=True)
+        assert sent.recipients is None and dict(sent.counts) == {"queued": 2_500}
+        assert not sent.is_final
+        again = await gateway.get(sent.id, minimal=True)
+        assert again.recipients is None and dict(again.counts) == {"queued": 2_500}
+        numbers = [r.number async for r in gateway.recipients(sent.id, page_size=1_000)]
+        assert numbers == to
+        assert [r async for r in gateway.recipients(sent.id, status="delivered")] == []
 
 
 async def test_cancel_a_scheduled_message(redis_url: str) -> None:
@@ -112,7 +128,9 @@ async def test_events_stream_yields_status_events_and_resumes(redis_url: str) ->
             (first.id, A, "ref-1", "auth-service")
         }
         assert replayed[-1].provider_status_id == 1
-        assert replayed[-1].provider_sms_id == (await gateway.get(first.id)).recipients[0].provider_sms_id
+        recipients = (await gateway.get(first.id)).recipients
+        assert recipients is not None
+        assert replayed[-1].provider_sms_id == recipients[0].provider_sms_id
         replayed_ids = [e.id for e in replayed]
         assert replayed_ids == sorted(replayed_ids, key=_stream_order)
         assert len(set(replayed_ids)) == 4

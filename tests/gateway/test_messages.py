@@ -624,3 +624,60 @@ async def test_unknown_route_and_method_are_problems(stack: Stack) -> None:
     problem(await call(stack, "GET", "/nothing-here", who=None), 404)
     answer = await call(stack, "PUT", "/v1/messages", json={})
     problem(answer, 405)
+
+
+# --- large messages: Prefer: return=minimal and paging ---------------------------------------------------
+
+
+async def test_prefer_minimal_answers_counts_without_recipients(stack: Stack) -> None:
+    to = numbers(300)
+    minimal = {"Prefer": "return=minimal"}
+    answer = await call(stack, "POST", "/v1/messages", json={"to": to, "text": "big"}, headers=minimal)
+    assert answer.status == 202, answer.text
+    body = answer.json()
+    assert "recipients" not in body and body["counts"] == {"queued": 300}
+    assert answer.headers["Preference-Applied"] == "return=minimal"
+    assert len(answer.text) < 1_000  # the answer no longer grows with the recipients
+    got = await call(stack, "GET", f"/v1/messages/{body['id']}", headers=minimal)
+    assert "recipients" not in got.json() and got.json()["status"] == "queued"
+    full = await call(stack, "GET", f"/v1/messages/{body['id']}")
+    assert len(full.json()["recipients"]) == 300 and "Preference-Applied" not in full.headers
+
+
+async def test_recipients_are_paged_in_request_order_and_filtered_by_status(stack: Stack) -> None:
+    to = numbers(250)
+    created = (await call(stack, "POST", "/v1/messages", json={"to": to, "text": "page"})).json()
+    path = f"/v1/messages/{created['id']}/recipients"
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        params = {"limit": "100", **({"cursor": cursor} if cursor else {})}
+        page = await call(stack, "GET", path, params=params)
+        assert page.status == 200, page.text
+        seen += [r["number"] for r in page.json()["recipients"]]
+        cursor = page.json()["next_cursor"]
+        pages += 1
+        if cursor is None:
+            break
+    assert seen == to and pages == 3
+    # Cancel, then page by status: statuses are read when each page is asked for.
+    assert (await call(stack, "DELETE", f"/v1/messages/{created['id']}")).status == 200
+    cancelled = await call(stack, "GET", path, params={"status": "cancelled", "limit": "10000"})
+    assert len(cancelled.json()["recipients"]) == 250 and cancelled.json()["next_cursor"] is None
+    queued = await call(stack, "GET", path, params={"status": "queued"})
+    assert queued.json() == {"recipients": [], "next_cursor": None}
+
+
+async def test_bad_paging_parameters_are_422_and_other_clients_get_404(stack: Stack) -> None:
+    created = (await call(stack, "POST", "/v1/messages", json={"to": [ONE], "text": "x"})).json()
+    path = f"/v1/messages/{created['id']}/recipients"
+    for params, field in (
+        ({"limit": "0"}, "limit"),
+        ({"limit": "10001"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"status": "lost"}, "status"),
+        ({"cursor": "not-a-cursor"}, "cursor"),
+    ):
+        assert field in fields_of(problem(await call(stack, "GET", path, params=params), 422, "validation"))
+    problem(await call(stack, "GET", path, who="shop"), 404, "not-found")
