@@ -21,7 +21,9 @@ up finds "not found", which is what uBill answers a send with it (statusID 10), 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +49,8 @@ from smsgw.ubill import APPROVED, Brand, parse_send_time
 __all__ = ["routes"]
 
 log = structlog.get_logger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+ReadHandler = Callable[[web.Request, Client], Awaitable[web.Response]]
 routes = web.RouteTableDef()
 
 
@@ -232,19 +236,29 @@ async def send(request: web.Request) -> web.Response:
     return json_response({"statusID": 0, "smsID": done.facade_id, "message": "Success"})
 
 
+def _read_call(handler: ReadHandler) -> Handler:
+    """A facade read (report, balance, brandNames): the client from uBill's key (its rate counts), and uBill's
+    refusal shape for a bad key and for Redis being unavailable."""
+
+    @functools.wraps(handler)
+    async def answer(request: web.Request) -> web.Response:
+        try:
+            client = await _client(request, dict(request.query))
+            return await handler(request, client)
+        except Refusal as refusal:
+            return refusal.response()
+        except StoreUnavailable:
+            request[REDIS_ERROR] = True
+            return Refusal(99, "Service unavailable", 503).response({"Retry-After": "1"})
+
+    return answer
+
+
 @routes.get("/v1/sms/report/{sms_id}")
-async def report(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
-    try:
-        client = await _client(request, dict(request.query))
-    except Refusal as refusal:
-        return refusal.response()
+@_read_call
+async def report(request: web.Request, client: Client) -> web.Response:
     sms_id = request.match_info["sms_id"]
-    try:
-        view = await gw.store.messages.facade_message(sms_id) if sms_id.isdigit() else None
-    except StoreUnavailable:
-        request[REDIS_ERROR] = True
-        return Refusal(99, "Service unavailable", 503).response({"Retry-After": "1"})
+    view = await request.app[GATEWAY].store.messages.facade_message(sms_id) if sms_id.isdigit() else None
     if view is None or view.meta.client != client.name:
         return Refusal(99, "SMS not found").response()
     result = [{"number": r.number, "statusID": str(to_ubill_code(r.status))} for r in view.recipients()]
@@ -252,17 +266,9 @@ async def report(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/sms/balance")
-async def balance(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
-    try:
-        await _client(request, dict(request.query))
-    except Refusal as refusal:
-        return refusal.response()
-    try:
-        reading = await gw.store.upkeep.balance()
-    except StoreUnavailable:
-        request[REDIS_ERROR] = True
-        return Refusal(99, "Service unavailable", 503).response({"Retry-After": "1"})
+@_read_call
+async def balance(request: web.Request, _client: Client) -> web.Response:
+    reading = await request.app[GATEWAY].store.upkeep.balance()
     if reading is None:
         return Refusal(99, "Balance not known yet").response()
     return json_response({"statusID": 0, "sms": str(reading.sms)})
@@ -274,18 +280,11 @@ def _brand_item(brand: Brand) -> dict[str, str]:
 
 
 @routes.get("/v1/sms/brandNames")
-async def brand_names(request: web.Request) -> web.Response:
+@_read_call
+async def brand_names(request: web.Request, client: Client) -> web.Response:
     gw = request.app[GATEWAY]
-    try:
-        client = await _client(request, dict(request.query))
-    except Refusal as refusal:
-        return refusal.response()
     if gw.brands.reading is None:  # not in memory yet (a gateway started before the worker's first reading)
-        try:
-            await gw.brands.refresh()
-        except StoreUnavailable:
-            request[REDIS_ERROR] = True
-            return Refusal(99, "Service unavailable", 503).response({"Retry-After": "1"})
+        await gw.brands.refresh()
     reading = gw.brands.reading
     if reading is None:  # empty lists too, so a client that looks a brand up finds none rather than crashing
         message = "Brand names not read from uBill yet"
