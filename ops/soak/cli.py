@@ -47,11 +47,24 @@ def parse(argv: list[str] | None = None) -> tuple[Options, Path | None]:
         "--keep", action="store_true", help="keep the work dir (logs, Redis data) and the journal"
     )
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SMSGW_NAME=VALUE",
+        help="a product setting for gateways and workers (repeatable), e.g. SMSGW_REDIS_WAIT_REPLICAS=1",
+    )
+    parser.add_argument(
         "--report", type=Path, default=RESULTS / "latest.json", help="where to write the JSON report"
     )
     args = parser.parse_args(argv)
     if args.duration <= 0:
         parser.error("--duration must be positive")
+    overrides = []
+    for item in args.set:
+        name, found, value = item.partition("=")
+        if not found or not name.startswith("SMSGW_"):
+            parser.error(f"--set: expected SMSGW_NAME=VALUE, got {item!r}")
+        overrides.append((name, value))
     options = Options(
         seed=args.seed,
         duration=args.duration,
@@ -61,6 +74,7 @@ def parse(argv: list[str] | None = None) -> tuple[Options, Path | None]:
         keep=args.keep,
         faults=not args.no_faults,
         rate=args.rate,
+        overrides=tuple(overrides),
     )
     return options, args.report
 

@@ -63,6 +63,7 @@ class Options:
     keep: bool = False
     faults: bool = True  # False: the workload alone (planted-fault tests)
     rate: float = 0.0  # logical sends per second; 0 = the default for the run's length
+    overrides: tuple[tuple[str, str], ...] = ()  # product settings other than the soak's (--set)
 
     @property
     def send_rate(self) -> float:

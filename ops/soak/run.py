@@ -72,6 +72,8 @@ async def run(options: Options, report_path: Path | None) -> Outcome:
         + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
     )
     _say(f"fault schedule ({len(schedule)} faults):\n{describe(schedule) or '  (none)'}")
+    if options.overrides:
+        _say("settings: " + " ".join(f"{name}={value}" for name, value in options.overrides))
     if options.plants:
         _say(f"planted: {', '.join(options.plants)}")
     stage = Stage(options, work_dir)

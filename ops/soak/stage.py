@@ -66,7 +66,7 @@ class Stage:
             self.sandbox.port, f"{self.balancer.url}/callbacks/ubill", self.options.seed
         )
         self.sandbox.start({})
-        env = product_env(self.redis_env(), f"{self.sandbox.url}/v1")
+        env = {**product_env(self.redis_env(), f"{self.sandbox.url}/v1"), **dict(self.options.overrides)}
         self.gateways = [Slot(f"gateway-{i}", "gateway", env, self.logs) for i in range(GATEWAYS)]
         self.workers = [Slot(f"worker-{i}", "worker", env, self.logs) for i in range(WORKERS)]
         for i in range(GATEWAYS):
