@@ -73,7 +73,7 @@ VERIFY = web.AppKey("verify", Verifier)
 def setup(app: web.Application) -> None:
     """Routes, scripts, metrics and the expiry sweep; call after the gateway's own resources are set up."""
     gw = app[GATEWAY]
-    app[VERIFY] = Verifier(Verifications(gw.redis), VerifyMetrics(gw.metrics.registry))
+    app[VERIFY] = Verifier(gw.store.verifications, VerifyMetrics(gw.metrics.registry))
     app.add_routes(routes)
     app.cleanup_ctx.append(_sweeper)
     source = gw.settings.verify.key_source

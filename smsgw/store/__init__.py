@@ -28,6 +28,7 @@ from smsgw.store.delivery import Deliveries
 from smsgw.store.messages import Messages
 from smsgw.store.scripts import Scripts
 from smsgw.store.upkeep import Upkeep
+from smsgw.store.verifications import Verifications
 
 __all__ = ["Store"]
 
@@ -54,6 +55,7 @@ class Store:
         )
         self.upkeep = Upkeep(self.redis, self.scripts)
         self.brands = BrandNames(self.redis)
+        self.verifications = Verifications(self.redis)
 
     async def load_scripts(self) -> None:
         """SCRIPT LOAD everything at start, so the first EVALSHA of each script runs at once (a lost answer to
