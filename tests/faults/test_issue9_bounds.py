@@ -157,10 +157,10 @@ async def _any_reached(stack: Stack, batch: list[str]) -> bool:
 async def test_orphaned_callbacks_are_trimmed_without_a_metrics_scrape(
     redis: Redis, redis_url: str, tmp_path: Path
 ) -> None:
-    """Callbacks for smsIDs never recorded are kept ``SMSGW_ORPHAN_TTL`` (its minimum, 60 s, here). Expected
+    """Callbacks for smsIDs never recorded are kept ``SMSGW_ORPHAN_TTL`` (its minimum, 5 s, here). Expected
     (issue 9.8): with a worker running and nobody scraping ``/metrics``, the orphan index holds none of them
     shortly after the TTL."""
-    env = {"SMSGW_ORPHAN_TTL": "60", "SMSGW_HOUSEKEEPING_INTERVAL": "1"}
+    env = {"SMSGW_ORPHAN_TTL": "5", "SMSGW_HOUSEKEEPING_INTERVAL": "1"}
     foreign = [str(600_000_000 + secrets.randbelow(99_999_999)) for _ in range(3)]
     async with Stack(redis_url, env=env, worker=False) as stack:
         proc, _log = worker(stack, tmp_path)
@@ -168,7 +168,7 @@ async def test_orphaned_callbacks_are_trimmed_without_a_metrics_scrape(
             for i, sms_id in enumerate(foreign):
                 assert await callback(stack, sms_id, f"99559250000{i}", 1) == 200
             assert all([await redis.exists(keys.orphan(s)) for s in foreign]), "orphans were not kept"
-            trimmed = await within(lambda: _none_indexed(redis, foreign), timeout=60 + 20, every=1)
+            trimmed = await within(lambda: _none_indexed(redis, foreign), timeout=5 + 20, every=1)
             left = await redis.zcard(keys.ORPHANS)
         finally:
             await astop(proc)
