@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -51,6 +52,7 @@ __all__ = ["Dispatcher", "backoff"]
 
 log = structlog.get_logger(__name__)
 RECONCILE_MAX_DELAY_MS = 6 * 3600 * 1000
+ACCEPTED_MEMORY = 100_000  # unit ids (~100 bytes each): the acceptances of the last minutes at full speed
 TextOpener = Callable[[str], str]
 
 
@@ -109,8 +111,14 @@ class Dispatcher:
     # Units of this process whose request may have left without its outcome being recorded. A unit claimed
     # by this process and not in here sent nothing, so it may go again without the ambiguity policy.
     in_doubt: set[str] = field(default_factory=set)
+    # Units this process saw uBill accept (unit id -> smsID), newest last, capped. If Redis loses that record
+    # (a failover's asynchronous replication) and the unit comes back to this process, the acceptance is
+    # recorded again instead of sending again.
+    accepted: OrderedDict[str, str] = field(default_factory=OrderedDict)
 
     async def run(self, job: Job) -> str:
+        if isinstance(job, Send | Mine) and job.unit_id in self.accepted:
+            return await self._accepted_before(job)
         if isinstance(job, Send):
             return await self.send(job)
         if isinstance(job, Mine):
@@ -126,6 +134,18 @@ class Dispatcher:
         if isinstance(job, Reconcile):
             return await self.reconcile(job)
         return self.run_expired(job)
+
+    async def _accepted_before(self, job: Send | Mine) -> str:
+        sms_id = self.accepted[job.unit_id]
+        log.warning("dispatch.acceptance_recorded_again", sms_id=sms_id)
+        await self._settle(job, Outcome.ACKED, sms_id=sms_id, reconcile_after=self.settings.reconcile_after)
+        return "submitted"
+
+    def _remember(self, unit_id: str, sms_id: str) -> None:
+        self.accepted[unit_id] = sms_id
+        self.accepted.move_to_end(unit_id)
+        while len(self.accepted) > ACCEPTED_MEMORY:
+            self.accepted.popitem(last=False)
 
     async def send(self, job: Send) -> str:
         if self.breaker.blocked():
@@ -175,6 +195,7 @@ class Dispatcher:
     async def _record(self, attempt: Attempt, answer: Answer) -> str:
         job = attempt.job
         if isinstance(answer, Accepted):
+            self._remember(job.unit_id, answer.sms_id)
             await self._settle(
                 job, Outcome.ACKED, sms_id=answer.sms_id, reconcile_after=self.settings.reconcile_after
             )

@@ -51,8 +51,34 @@ async def test_a_crashed_attempt_found_mid_call_is_not_blindly_resent(redis: Red
         message = keys.message(created["id"])
         # What a worker SIGKILLed mid-call leaves behind (its liveness record is gone with it).
         await redis.hset(message, "u:0", "calling|dead-worker:1|||0|0|")
-        await redis.hset(message, "r:995591000403", "dispatching|0||||")
+        await redis.hset(message, "r:995591000403", "dispatching|0|||")
         await stack.start_worker()
         done = await stack.wait_status(created["id"], "unknown", timeout=10)
         assert "died mid-call" in done["recipients"][0]["error"]
         assert await stack.sandbox_counts() == {}
+
+
+async def test_an_acceptance_redis_lost_is_recorded_again_not_resent(redis: Redis, redis_url: str) -> None:
+    """A failover can lose a worker's acknowledgement record (asynchronous replication): the unit comes back
+    claimed by this worker, or even new. The worker remembers what uBill accepted and records it again."""
+    async with Stack(redis_url) as stack:
+        assert stack.worker is not None
+        for state in ("calling", "new"):
+            number = "+995591000404" if state == "calling" else "+995591000405"
+            created = await stack.send({"to": number, "text": "Lost ack"})
+            done = await stack.wait_status(created["id"], "delivered")
+            sms_id = done["recipients"][0]["provider_sms_id"]
+            message = keys.message(created["id"])
+            digits = number.lstrip("+")
+            if state == "calling":  # the claim survived, the acknowledgement did not
+                await redis.hset(message, "u:0", f"calling|{stack.worker.owner}||0|1|0|")
+                await redis.hset(message, f"r:{digits}", "dispatching|0|||")
+            else:  # neither did
+                await redis.hset(message, "u:0", "new||||1|0|")
+                await redis.hset(message, f"r:{digits}", "queued|0|||")
+            await redis.zadd(keys.lane_queue("transactional"), {f"{created['id']}:0": 1})
+            await redis.lpush(keys.wake("transactional"), "1")
+            again = await stack.wait_status(created["id"], "submitted")
+            assert again["recipients"][0]["provider_sms_id"] == sms_id
+            await asyncio.sleep(0.2)
+            assert (await stack.sandbox_counts())[digits] == 1, state
