@@ -182,7 +182,7 @@ class Settings:
             events_max_streams=env.int("SMSGW_EVENTS_MAX_STREAMS", 1_000, 1, 100_000),
             events_max_streams_per_client=env.int("SMSGW_EVENTS_MAX_STREAMS_PER_CLIENT", 100, 1, 100_000),
             events_stream_buffer=env.int("SMSGW_EVENTS_STREAM_BUFFER", 1_000, 10, 100_000),
-            message_retention=env.int("SMSGW_MESSAGE_RETENTION", 7 * 86_400, 3600, 365 * 86_400),
+            message_retention=env.int("SMSGW_MESSAGE_RETENTION", 7 * 86_400, 60, 365 * 86_400),
             orphan_ttl=env.int("SMSGW_ORPHAN_TTL", 3_600, 5, 7 * 86_400),
             log_format=env.choice("SMSGW_LOG_FORMAT", "json", ("json", "console")),
             log_level=env.choice("SMSGW_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
