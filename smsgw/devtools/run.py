@@ -29,6 +29,7 @@ __all__ = ["DEV_TOKEN", "dev_environment", "main"]
 DEV_TOKEN = "dev-token"  # noqa: S105 - a local development token, printed on purpose
 DEV_CALLBACK_KEY = "dev-callback-key"
 DEV_UBILL_KEY = "sandbox-key"
+DEV_VERIFY_SECRET = "dev-verification-secret-not-for-production"  # noqa: S105 - local development only
 CHILDREN = ("sandbox", "gateway", "worker")
 CONFIG_ERROR = 2  # the exit code of a process stopped by a bad setting (smsgw.cli)
 
@@ -54,6 +55,7 @@ def dev_environment(environ: Mapping[str, str], redis_url: str) -> dict[str, str
         "SMSGW_UBILL_BASE_URL": f"http://127.0.0.1:{sandbox_port}/v1",
         "SMSGW_UBILL_API_KEY": DEV_UBILL_KEY,
         "SMSGW_CALLBACK_KEY": DEV_CALLBACK_KEY,
+        "SMSGW_VERIFY_SECRETS": DEV_VERIFY_SECRET,
         "SMSGW_CLIENTS": json.dumps(clients),
         "SMSGW_BALANCE_INTERVAL": "10",
         "SMSGW_LOG_FORMAT": "console",
