@@ -28,6 +28,7 @@ CLAIM_NOT_SENT: Final = frozenset({"cancelled", "expired", "rejected", "queued",
 _REPORT_CODES: Final = {0: "sent", 1: "delivered", 2: "failed", 3: "queued", 4: "error"}
 AFTER_LAST_ANSWER: Final = 5.0
 CREATED_SLACK: Final = 0.05
+HAND_MADE_SMS_IDS: Final = 100_000_000  # the injector's hand-made foreign callbacks use smsIDs from here up
 
 
 def parse_time(text: str) -> float:
@@ -53,6 +54,7 @@ class _Facts:
             for number in record["numbers"]:
                 if number not in collected.hidden_numbers:
                     self.ubill[number].append(record)
+        self.foreign_sms_ids = set(journal.foreign_sms_ids)
         self.messages: dict[str, dict[str, Any] | None] = collected.messages
         self.unreadable: dict[str, str] = collected.unreadable
         self.events: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -67,6 +69,16 @@ class _Facts:
     def at(self, moment: float) -> str:
         """A moment as the schedule prints it (seconds after the workload started)."""
         return f"t+{moment - self.origin:.2f}s"
+
+    def carries_foreign_sms(self, ids: Sequence[str], number: str) -> bool:
+        """A recipient whose smsID is another integration's: adopted by the contract's matching rule (a lost
+        answer matched to a callback for the same number while our call was out)."""
+        for message_id in ids:
+            recipient = self.recipient(message_id, number)
+            sms = str((recipient or {}).get("provider_sms_id") or "")
+            if sms.isdigit() and (int(sms) in self.foreign_sms_ids or int(sms) >= HAND_MADE_SMS_IDS):
+                return True
+        return False
 
     def recipient(self, message_id: str, number: str) -> dict[str, Any] | None:
         message = self.messages.get(message_id)
@@ -200,6 +212,7 @@ class _Recipient:
     ids: Sequence[str]
     records: list[dict[str, Any]]
     statuses: list[str]
+    foreign_sms: bool = False  # carries an smsID of another integration (the contract's matching rule)
 
     @property
     def where(self) -> str:
@@ -216,7 +229,9 @@ class _Recipient:
 def _check_recipient(
     send: SendRecord, number: str, ids: Sequence[str], facts: _Facts, verdict: Verdict, kinds: set[str]
 ) -> None:
-    one = _Recipient(send, number, ids, facts.ubill.get(number, []), _statuses(send, number, ids, facts))
+    statuses = _statuses(send, number, ids, facts)
+    foreign = facts.carries_foreign_sms(ids, number)
+    one = _Recipient(send, number, ids, facts.ubill.get(number, []), statuses, foreign)
     stored = send.accepted or bool(one.statuses) or bool(one.records)
     if send.accepted:
         verdict.add(kinds, "accepted")
@@ -263,7 +278,11 @@ def _check_duplicate(one: _Recipient, facts: _Facts, verdict: Verdict, kinds: se
 
 def _check_never_sent(one: _Recipient, verdict: Verdict, kinds: set[str]) -> None:
     statuses = one.statuses
-    if "delivered" in statuses:
+    if one.foreign_sms and "unknown" not in statuses:
+        verdict.add(
+            kinds, "matched_foreign", "lost answer matched to another integration's callback", one.where
+        )
+    elif "delivered" in statuses:
         verdict.add(kinds, "false_delivered", "delivered, uBill never got it", one.where)
     elif CLAIM_SENT & set(statuses):
         claimed = "/".join(sorted(CLAIM_SENT & set(statuses)))

@@ -23,6 +23,7 @@ _SHORT = {
     "duplicated": "DUP",
     "dup_accept_5xx": "dup5xx",
     "dup_caller_retry": "dupCaller",
+    "matched_foreign": "matched",
     "false_delivered": "FALSE-DLV",
     "false_status": "FALSE-ST",
     "contract": "CONTRACT",
@@ -126,7 +127,7 @@ def _verdict_lines(journal: Journal, verdict: Verdict) -> list[str]:
         lines.append("examples:")
         for figure in failures:
             lines += [f"  {_SHORT[figure]}: {example}" for example in verdict.examples.get(figure, [])]
-    for figure in ("dup_accept_5xx", "dup_caller_retry"):
+    for figure in ("dup_accept_5xx", "dup_caller_retry", "matched_foreign"):
         lines += [f"  (apart) {_SHORT[figure]}: {e}" for e in verdict.examples.get(figure, [])[:3]]
     return lines
 

@@ -22,6 +22,10 @@ COLUMNS: Final = (
     ("duplicated", "numbers uBill got more than once (not explained below)"),
     ("dup_accept_5xx", "duplicates after uBill accepted a call and answered 5xx (documented, apart)"),
     ("dup_caller_retry", "duplicates from a caller's retry without key after an ambiguous answer (apart)"),
+    (
+        "matched_foreign",
+        "a lost answer matched to another integration's callback (the contract's rule, apart)",
+    ),
     ("false_delivered", "`delivered` although uBill never got the number"),
     ("false_status", "submitted/sent/pending/error without uBill, or cancelled/expired/queued with uBill"),
     ("contract", "answers that broke the contract: 5xx other than 503, 503 without Retry-After, 503 stored"),

@@ -199,6 +199,29 @@ def test_delivered_without_ubill_is_false() -> None:
     assert world.verdict().failures == {"false_delivered": 1}
 
 
+@pytest.mark.parametrize("sms_id", ["150000123", "100500"])
+def test_a_lost_answer_matched_to_another_integrations_callback_is_counted_apart(sms_id: str) -> None:
+    """The contract's matching rule may adopt a foreign callback for an `unknown` unit: apart, not false."""
+    world = World()
+    world.journal.foreign_sms_ids.add(100500)
+    world.send(ok202)
+    world.message("m1", T0 + 1.05, **{N: "delivered"})
+    world.collected.messages["m1"]["recipients"][0]["provider_sms_id"] = sms_id
+    world.events("m1", N, "dispatching", "unknown", "submitted", "delivered")
+    verdict = world.verdict()
+    assert verdict.failures == {}
+    assert verdict.rows["all"]["matched_foreign"] == 1
+
+
+def test_a_false_delivered_with_one_of_our_sms_ids_still_fails() -> None:
+    world = World()
+    world.send(ok202)
+    world.message("m1", T0 + 1.05, **{N: "delivered"})
+    world.collected.messages["m1"]["recipients"][0]["provider_sms_id"] = "100001"
+    world.events("m1", N, "dispatching", "submitted", "delivered")
+    assert world.verdict().failures == {"false_delivered": 1}
+
+
 @pytest.mark.parametrize("status", ["submitted", "sent", "pending", "error"])
 def test_a_status_claiming_a_send_uBill_never_got_is_false(status: str) -> None:
     world = World()
