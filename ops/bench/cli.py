@@ -1,4 +1,4 @@
-"""``python -m ops.bench [--quick] [--only accept,latency,otp,dispatch,memory]``: a table and a JSON file."""
+"""``python -m ops.bench [--quick] [--only accept,cost,...]``: a table and a JSON file (see README.md)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ Figure = Callable[[Bench], Awaitable[tuple[list[Row], dict[str, Any]]]]
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ops.bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="shorter runs and smaller volumes (~60 s)")
+    parser.add_argument("--quick", action="store_true", help="shorter runs and smaller volumes (~85 s)")
     parser.add_argument(
         "--only",
         default=",".join(FIGURES),
@@ -61,7 +61,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--loadgen",
         choices=("auto", "wrk", "python"),
         default="auto",
-        help="load generator for the accept figure (auto: wrk when installed)",
+        help="load generator (auto: wrk when installed)",
     )
     parser.add_argument(
         "--no-pin",
