@@ -13,7 +13,7 @@ from smsgw.store import keys
 
 __all__ = ["fill", "queued"]
 
-ASSUMED_RPS = 3_000.0  # only sizes each load run; the loop checks what was queued
+ASSUMED_RPS = 5_000.0  # only sizes each load run (at most 4 s); the loop checks what was queued
 
 
 async def queued(bench: Bench, lane: str = "transactional") -> int:
@@ -31,7 +31,7 @@ async def fill(
         have = await queued(bench)
         if have >= needed:
             return have
-        seconds = min(10.0, max(1.0, (needed - have) / ASSUMED_RPS))
+        seconds = min(4.0, max(1.0, (needed - have) / ASSUMED_RPS))
         await run_load(
             generator, gateway.url, spec, connections=64, duration=seconds, workdir=bench.workdir, cpus=None
         )
