@@ -86,7 +86,7 @@ async def _outcomes(bench: Bench, gateway: Proc, before: str) -> dict[str, int]:
 
 async def run(bench: Bench, generator: str) -> tuple[list[Row], dict[str, Any]]:
     generator = pick_generator(generator)
-    seconds = 2.0 if bench.quick else 4.0
+    seconds = 1.0 if bench.quick else 4.0
     otp_count = 30 if bench.quick else 100
     # Two callbacks per pair: enough pairs that neither run runs out of new statuses.
     flood_pairs = int(MAX_EXPECTED_RPS * seconds / 2)
