@@ -105,7 +105,7 @@ class Settings:
     clients: tuple[Client, ...] = ()
     allowed_countries: frozenset[str] = frozenset({"GE"})
     concurrency: Mapping[str, int] = field(
-        default_factory=lambda: {"otp": 16, "transactional": 32, "bulk": 16}
+        default_factory=lambda: {"otp": 16, "transactional": 256, "bulk": 16}
     )
     max_attempts: int = 20
     retry_base: float = 1.0
@@ -135,7 +135,7 @@ class Settings:
         env = _Env(environ)
         concurrency = {
             lane: env.int(f"SMSGW_CONCURRENCY_{lane.upper()}", d, 1, 1000)
-            for lane, d in (("otp", 16), ("transactional", 32), ("bulk", 16))
+            for lane, d in (("otp", 16), ("transactional", 256), ("bulk", 16))
         }
         settings = cls(
             redis_url=env.text("SMSGW_REDIS_URL", None),

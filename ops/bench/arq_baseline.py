@@ -2,8 +2,9 @@
 
 ``python -m arq ops.bench.arq_baseline.WorkerSettings`` with ``BENCH_ARQ_REDIS`` (required: never a default
 Redis), ``BENCH_ARQ_QUEUE``, ``BENCH_ARQ_POLL_DELAY`` (arq's default 0.5) and, for ``send``,
-``BENCH_ARQ_UBILL_URL`` / ``BENCH_ARQ_UBILL_KEY``. Everything else is arq's default: ``max_jobs`` 10, pickle
-serialisation, results kept, INFO logging of every job.
+``BENCH_ARQ_UBILL_URL`` / ``BENCH_ARQ_UBILL_KEY``, ``BENCH_ARQ_MAX_JOBS`` (arq's default 10). Everything else
+is arq's default: ``queue_read_limit`` max(5 x max_jobs, 100), pickle serialisation, results kept, INFO
+logging of every job.
 
 Jobs: ``noop()`` does nothing; ``send(numbers, text, otp)`` makes the same uBill GET call the gateway's worker
 makes (one call for up to 100 numbers) against the sandbox.
@@ -64,5 +65,6 @@ class WorkerSettings:
     redis_settings = _redis_settings()
     queue_name = os.environ.get("BENCH_ARQ_QUEUE", "bench:arq:queue")
     poll_delay = float(os.environ.get("BENCH_ARQ_POLL_DELAY", "0.5"))
+    max_jobs = int(os.environ.get("BENCH_ARQ_MAX_JOBS", "10"))
     on_startup = _startup
     on_shutdown = _shutdown

@@ -1,8 +1,10 @@
-"""The accept baseline: the least an aiohttp service can do per request on the same Redis (one ZADD).
+"""The accept and callback baseline: the least an aiohttp service can do per request on the same Redis (one
+ZADD).
 
 ``python -m ops.bench.baseline_app --port P --redis-url URL`` serves ``POST /v1/messages``: read the JSON
 body, ZADD one member (the first number and a per-process counter) scored by the time, answer 202 with a
-small JSON body. No auth, no validation, no durability script: what is left is aiohttp + redis-py + one round
+small JSON body; and ``GET /callbacks/ubill``: ZADD one member (smsID, number, statusID) scored by the time,
+answer ``OK``. No auth, no validation, no durability script: what is left is aiohttp + redis-py + one round
 trip.
 """
 
@@ -17,9 +19,10 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from redis.asyncio import Redis
 
-__all__ = ["QUEUE_KEY", "create_app"]
+__all__ = ["CALLBACK_KEY", "QUEUE_KEY", "create_app"]
 
 QUEUE_KEY = "bench:baseline:queue"
+CALLBACK_KEY = "bench:baseline:callbacks"
 REDIS: web.AppKey[Redis] = web.AppKey("redis", Redis)
 
 
@@ -34,6 +37,12 @@ def create_app(redis_url: str) -> web.Application:
         await request.app[REDIS].zadd(QUEUE_KEY, {member: time.time()})
         return web.json_response({"id": member, "status": "queued"}, status=202)
 
+    async def callback(request: web.Request) -> web.Response:
+        query = request.query
+        member = f"{query.get('smsID')}:{query.get('number')}:{query.get('statusID')}"
+        await request.app[REDIS].zadd(CALLBACK_KEY, {member: time.time()})
+        return web.Response(text="OK")
+
     async def healthz(_request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
@@ -44,6 +53,7 @@ def create_app(redis_url: str) -> web.Application:
 
     app = web.Application()
     app.router.add_post("/v1/messages", accept)
+    app.router.add_get("/callbacks/ubill", callback)
     app.router.add_get("/healthz", healthz)
     app.cleanup_ctx.append(resources)
     return app

@@ -1,4 +1,4 @@
-"""``python -m ops.bench [--quick] [--only accept,latency,otp,dispatch,memory]``: a table and a JSON file."""
+"""``python -m ops.bench [--quick] [--only accept,cost,...]``: a table and a JSON file (see README.md)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ops.bench import accept, bigmessage, dispatch, memory, otp
+from ops.bench import (
+    accept,
+    bigmessage,
+    callbacks,
+    ceiling,
+    cost,
+    dispatch,
+    memory,
+    otp,
+    scaleout,
+    slots,
+)
 from ops.bench.harness import Bench
 from ops.bench.report import Row, table, write_results
 from ops.bench.system import cpu_busy_percent, describe_machine, describe_redis, fsync_probe
@@ -22,14 +33,25 @@ from ops.bench.system import cpu_busy_percent, describe_machine, describe_redis,
 __all__ = ["main"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FIGURES = ("accept", "latency", "otp", "dispatch", "memory")
+FIGURES = (
+    "accept",
+    "latency",
+    "otp",
+    "dispatch",
+    "slots",
+    "callbacks",
+    "scale",
+    "memory",
+    "cost",
+    "ceiling",
+)
 BUSY_PERCENT = 25.0
 Figure = Callable[[Bench], Awaitable[tuple[list[Row], dict[str, Any]]]]
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ops.bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="shorter runs and smaller volumes (~60 s)")
+    parser.add_argument("--quick", action="store_true", help="shorter runs and smaller volumes (~85 s)")
     parser.add_argument(
         "--only",
         default=",".join(FIGURES),
@@ -39,7 +61,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--loadgen",
         choices=("auto", "wrk", "python"),
         default="auto",
-        help="load generator for the accept figure (auto: wrk when installed)",
+        help="load generator (auto: wrk when installed)",
     )
     parser.add_argument(
         "--no-pin",
@@ -62,6 +84,21 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="SMSGW_NAME=VALUE",
         help="diagnostic only: a product setting other than the default (repeatable)",
+    )
+    parser.add_argument(
+        "--old-root",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="an older checkout (git worktree add PATH COMMIT): the cost figure measures it too, as its "
+        "baseline",
+    )
+    parser.add_argument(
+        "--product-root",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="diagnostic: run the gateway and worker of another checkout for every figure",
     )
     parser.add_argument(
         "--wait-idle",
@@ -115,6 +152,11 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "otp": otp.run,
         "dispatch": dispatch.run,
         "memory": memory.run,
+        "ceiling": lambda bench: ceiling.run(bench, args.loadgen),
+        "scale": scaleout.run,
+        "callbacks": lambda bench: callbacks.run(bench, args.loadgen),
+        "slots": lambda bench: slots.run(bench, args.loadgen),
+        "cost": lambda bench: cost.run(bench, args.loadgen, args.old_root),
     }
     rows: list[Row] = []
     out: dict[str, Any] = {}
@@ -124,6 +166,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         keep=args.keep,
         overrides=args.overrides,
         appendfsync=args.appendfsync,
+        product_root=args.product_root,
     ) as bench:
         out["redis"] = await describe_redis(bench.redis, bench.redis_server.binary)
         out["redis"]["data_dir_fdatasync_4k_ms"] = fsync_probe(bench.redis_server.data_dir)

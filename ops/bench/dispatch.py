@@ -4,7 +4,7 @@ Work is queued through the gateway with no worker running (callbacks off: the sa
 then one ``smsgw worker`` starts and the bench polls ``/_sandbox/counts`` until every recipient arrived. The
 rate is taken from the sandbox's own receive stamps: first call to last call (steady state), and from the
 worker's spawn (start-up included). Target: >= 2,000 recipients/s per worker process for 1,000-recipient
-messages; single-recipient messages are reported as they are.
+messages. Single-recipient messages have their own figure, by slot count (``slots.py``).
 
 Baseline: one stock arq worker (arq's CLI, every default: ``poll_delay`` 0.5, ``max_jobs`` 10) draining
 no-op jobs written ahead of time, for at most a fixed time.
@@ -118,7 +118,7 @@ async def _arq_noop(bench: Bench, jobs: int, cap: float, poll_delay: float) -> d
 
 
 async def run(bench: Bench) -> tuple[list[Row], dict[str, Any]]:
-    bulk_messages, single_messages = (5, 1_000) if bench.quick else (20, 3_000)
+    bulk_messages = 5 if bench.quick else 20
     phases: dict[str, float] = {}
     clock = time.monotonic()
 
@@ -130,10 +130,7 @@ async def run(bench: Bench) -> tuple[list[Row], dict[str, Any]]:
     bulk = [{"to": bench.numbers.take(1_000), "text": TEXT, "priority": "bulk"} for _ in range(bulk_messages)]
     many = await _drain(bench, bulk, limit=120)
     lap("bulk")
-    single = [{"to": bench.numbers.take(1), "text": TEXT} for _ in range(single_messages)]
-    one = await _drain(bench, single, limit=180)
-    lap("single")
-    jobs, cap = (5_000, 4.0) if bench.quick else (20_000, 8.0)
+    jobs, cap = (5_000, 2.0) if bench.quick else (20_000, 8.0)
     arq_default = await _arq_noop(bench, jobs, cap, poll_delay=0.5)
     lap("arq_default")
     arq_fast = await _arq_noop(bench, jobs, cap, poll_delay=0.0)
@@ -152,20 +149,11 @@ async def run(bench: Bench) -> tuple[list[Row], dict[str, Any]]:
             many["recipients_per_s_steady"] >= TARGET_RPS,
             baseline_unit="jobs/s",
         ),
-        Row(
-            f"Dispatch, {single_messages:,} transactional x 1 recipient, uBill 50 ms",
-            one["recipients_per_s_steady"],
-            "recipients/s",
-            baseline,
-            label,
-            baseline_unit="jobs/s",
-        ),
     ]
     details = {
         "sandbox_latency_s": SANDBOX_LATENCY,
         "callbacks": "off",
         "bulk_1000": many,
-        "single_recipient": one,
         "arq_noop_baseline_default": arq_default,
         "arq_noop_baseline_poll_delay_0": arq_fast,
         "phase_seconds": phases,

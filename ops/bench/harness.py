@@ -1,8 +1,9 @@
 """One benchmark run's machinery: its own Redis, the sandbox, and the processes each figure starts and stops.
 
 The product runs with a deployment's settings: only what must be wired (Redis URL, ports, uBill URL and key,
-callback key, one client without a rate limit) is set; every other ``SMSGW_*`` takes its default, and any
-``SMSGW_*`` in the caller's environment is dropped so it cannot skew a figure.
+callback key, two clients: ``bench`` without a rate limit and ``bench-prod`` with one) is set; every other
+``SMSGW_*`` takes its default, and any ``SMSGW_*`` in the caller's environment is dropped so it cannot skew a
+figure. ``product_root`` (diagnostic) runs the gateway and worker from another checkout (an older commit).
 """
 
 from __future__ import annotations
@@ -27,9 +28,13 @@ from ops.bench.procs import Proc, cpu_seconds, pin, spawn, wait_http
 from smsgw.devtools.redis import EmbeddedRedis, free_port
 from smsgw.settings import Settings, token_sha256
 
-__all__ = ["TOKEN", "Bench", "Posted"]
+__all__ = ["BENCH_CLIENT_NAME", "CALLBACK_KEY", "PROD_TOKEN", "TOKEN", "UBILL_KEY", "Bench", "Posted"]
 
 TOKEN = "bench-token-6c1f9a2e4b7d"
+# Production shape: a client with a rate (high enough never to refuse: the rate script still runs).
+PROD_TOKEN = "bench-prod-token-0b5e77c1d2a9"
+PROD_RATE = 1_000_000.0
+BENCH_CLIENT_NAME = "smsgw-bench"  # the bench's own Redis connection, left out of per-message counts
 UBILL_KEY = "bench-ubill-key-3e8a"
 CALLBACK_KEY = "bench-callback-key-91d0"
 CLIENT = {
@@ -38,6 +43,14 @@ CLIENT = {
     "brands": [1],
     "default_brand": 1,
     "otp": True,
+}
+PROD_CLIENT = {
+    "name": "bench-prod",
+    "token_sha256": token_sha256(PROD_TOKEN),
+    "brands": [1],
+    "default_brand": 1,
+    "otp": True,
+    "rate": PROD_RATE,
 }
 SANDBOX_BALANCE = 10**11
 
@@ -62,8 +75,10 @@ class Bench:
         keep: bool = False,
         overrides: dict[str, str] | None = None,
         appendfsync: str = "always",
+        product_root: Path | None = None,
     ) -> None:
         self.quick = quick
+        self.product_root = product_root
         self.keep = keep
         self.overrides = dict(overrides or {})
         self.appendfsync = appendfsync
@@ -83,7 +98,9 @@ class Bench:
 
     async def __aenter__(self) -> Self:
         self.redis_server.start()
-        self._redis = Redis.from_url(self.redis_server.url, decode_responses=True)
+        self._redis = Redis.from_url(
+            self.redis_server.url, decode_responses=True, client_name=BENCH_CLIENT_NAME
+        )
         if self.appendfsync != "always":  # a diagnostic run: EmbeddedRedis always starts with "always"
             await self._redis.config_set("appendfsync", self.appendfsync)
         # Observation only: Redis then records how long each fsync of the AOF took (LATENCY HISTORY).
@@ -131,7 +148,7 @@ class Bench:
                 "SMSGW_UBILL_BASE_URL": self.sandbox_url + "/v1",
                 "SMSGW_UBILL_API_KEY": UBILL_KEY,
                 "SMSGW_CALLBACK_KEY": CALLBACK_KEY,
-                "SMSGW_CLIENTS": json.dumps([CLIENT]),
+                "SMSGW_CLIENTS": json.dumps([CLIENT, PROD_CLIENT]),
             }
         )
         env.update(self.overrides)
@@ -158,7 +175,9 @@ class Bench:
             elif not isinstance(value, str | int | float | bool | type(None)):
                 value = dict(value) if hasattr(value, "items") else str(value)
             out[field.name] = value
-        out["clients"] = [{k: v for k, v in CLIENT.items() if k != "token_sha256"}]
+        out["clients"] = [
+            {k: v for k, v in client.items() if k != "token_sha256"} for client in (CLIENT, PROD_CLIENT)
+        ]
         out["set_by_hand"] = dict(self.overrides)
         out["wired"] = [
             "SMSGW_REDIS_URL",
@@ -192,31 +211,49 @@ class Bench:
         await wait_http(proc, "/healthz")
         return proc
 
-    async def start_gateway(self, cpus: set[int] | None = None) -> Proc:
+    def _product_argv(self, command: str, uvloop: bool) -> list[str]:
+        if uvloop:  # the same gateway under uvloop's event loop (ops.bench.uvloop_run: no product change)
+            return ["-m", "ops.bench.uvloop_run", command]
+        return ["-m", "smsgw", command]
+
+    async def start_gateway(
+        self,
+        name: str = "gateway",
+        cpus: set[int] | None = None,
+        *,
+        uvloop: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> Proc:
         port = free_port()
         proc = spawn(
-            "gateway",
-            ["-m", "smsgw", "gateway"],
-            self.product_env(http_port=port),
+            name,
+            self._product_argv("gateway", uvloop),
+            {**self.product_env(http_port=port), **(env or {})},
             self.logs,
             cpus=cpus,
             url=f"http://127.0.0.1:{port}",
+            cwd=self.product_root,
         )
-        self.procs["gateway"] = proc
+        self.procs[name] = proc
         await wait_http(proc, "/readyz")
         return proc
 
-    async def start_worker(self) -> Proc:
+    async def start_worker(
+        self, name: str = "worker", *, env: dict[str, str] | None = None, wait: bool = True
+    ) -> Proc:
+        """``env``: product settings for this worker only (e.g. ``SMSGW_CONCURRENCY_TRANSACTIONAL``)."""
         port = free_port()
         proc = spawn(
-            "worker",
+            name,
             ["-m", "smsgw", "worker"],
-            self.product_env(worker_port=port),
+            {**self.product_env(worker_port=port), **(env or {})},
             self.logs,
             url=f"http://127.0.0.1:{port}",
+            cwd=self.product_root,
         )
-        self.procs["worker"] = proc
-        await wait_http(proc, "/readyz")
+        self.procs[name] = proc
+        if wait:
+            await wait_http(proc, "/readyz")
         return proc
 
     async def start_baseline_app(self, cpus: set[int] | None = None) -> Proc:
@@ -227,18 +264,23 @@ class Bench:
         await wait_http(proc, "/healthz")
         return proc
 
-    async def start_arq(self, name: str, queue: str, poll_delay: float = 0.5) -> Proc:
+    async def start_arq(
+        self, name: str, queue: str, poll_delay: float = 0.5, max_jobs: int = 10, wait: bool = True
+    ) -> Proc:
         """A stock arq worker (arq's own CLI) on its own queue; ready once it wrote its health-check key."""
         env = {
             **os.environ,
             "BENCH_ARQ_REDIS": self.redis_server.url,
             "BENCH_ARQ_QUEUE": queue,
             "BENCH_ARQ_POLL_DELAY": str(poll_delay),
+            "BENCH_ARQ_MAX_JOBS": str(max_jobs),
             "BENCH_ARQ_UBILL_URL": self.sandbox_url + "/v1",
             "BENCH_ARQ_UBILL_KEY": UBILL_KEY,
         }
         proc = spawn(name, ["-m", "arq", "ops.bench.arq_baseline.WorkerSettings"], env, self.logs)
         self.procs[name] = proc
+        if not wait:
+            return proc
         deadline = time.monotonic() + 30
         while not await self.redis.exists(f"{queue}:health-check"):
             if not proc.alive() or time.monotonic() > deadline:
@@ -261,6 +303,14 @@ class Bench:
                         "log_tail": proc.log_tail(600),
                     }
                 )
+
+    def stop_many(self, names: Iterable[str]) -> None:
+        """SIGTERM every one first, then wait for each: their shutdown graces run side by side."""
+        procs = [self.procs[name] for name in names if name in self.procs]
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            self.stop(proc.name)
 
     def cpu_times(self) -> dict[str, float]:
         """CPU seconds used so far by each running child, Redis and this process (for shares over a phase)."""

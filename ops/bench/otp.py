@@ -245,7 +245,7 @@ async def run(bench: Bench) -> tuple[list[Row], dict[str, Any]]:
     await bench.start_gateway()
     await bench.start_worker()
     try:
-        idle_cpu = await _idle_cpu(bench, 5.0 if bench.quick else 10.0)
+        idle_cpu = await _idle_cpu(bench, 3.0 if bench.quick else 10.0)
         gateway = await _gateway_phase(bench, count)
     finally:
         bench.stop("worker")

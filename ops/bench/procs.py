@@ -77,9 +77,12 @@ class Proc:
         except FileNotFoundError:
             return ""
 
-    def stop(self, timeout: float = 30.0) -> int:
+    def terminate(self) -> None:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        self.terminate()
         try:
             return self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -95,8 +98,10 @@ def spawn(
     *,
     cpus: set[int] | None = None,
     url: str = "",
+    cwd: Path | None = None,
 ) -> Proc:
-    """Run ``argv`` (``python -m ...`` of this interpreter when it starts with ``-m``) from the repo root."""
+    """Run ``argv`` (``python -m ...`` of this interpreter when it starts with ``-m``) from the repo root, or
+    from ``cwd`` (another checkout: ``python -m`` imports the package of the current folder first)."""
     command = [sys.executable, *argv] if argv[0] == "-m" else list(argv)
     log_path = log_dir / f"{name}.log"
     with log_path.open("ab") as log:
@@ -106,7 +111,7 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            cwd=ROOT,
+            cwd=cwd or ROOT,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets the parent-death signal
         )
     pin(popen.pid, cpus)
