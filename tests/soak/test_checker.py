@@ -199,6 +199,12 @@ def test_delivered_without_ubill_is_false() -> None:
     assert world.verdict().failures == {"false_delivered": 1}
 
 
+def _sms_id_of(message_id: str, world: World, sms_id: str) -> None:
+    message = world.collected.messages[message_id]
+    assert message is not None
+    message["recipients"][0]["provider_sms_id"] = sms_id
+
+
 @pytest.mark.parametrize("sms_id", ["150000123", "100500"])
 def test_a_lost_answer_matched_to_another_integrations_callback_is_counted_apart(sms_id: str) -> None:
     """The contract's matching rule may adopt a foreign callback for an `unknown` unit: apart, not false."""
@@ -206,7 +212,7 @@ def test_a_lost_answer_matched_to_another_integrations_callback_is_counted_apart
     world.journal.foreign_sms_ids.add(100500)
     world.send(ok202)
     world.message("m1", T0 + 1.05, **{N: "delivered"})
-    world.collected.messages["m1"]["recipients"][0]["provider_sms_id"] = sms_id
+    _sms_id_of("m1", world, sms_id)
     world.events("m1", N, "dispatching", "unknown", "submitted", "delivered")
     verdict = world.verdict()
     assert verdict.failures == {}
@@ -217,7 +223,7 @@ def test_a_false_delivered_with_one_of_our_sms_ids_still_fails() -> None:
     world = World()
     world.send(ok202)
     world.message("m1", T0 + 1.05, **{N: "delivered"})
-    world.collected.messages["m1"]["recipients"][0]["provider_sms_id"] = "100001"
+    _sms_id_of("m1", world, "100001")
     world.events("m1", N, "dispatching", "submitted", "delivered")
     assert world.verdict().failures == {"false_delivered": 1}
 
