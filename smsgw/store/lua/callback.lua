@@ -29,6 +29,7 @@ if not unit_id then
     redis.call('RPUSH', okey, number .. '|' .. status .. '|' .. sid .. '|' .. ARGV[5] .. '|' .. ARGV[9])
     redis.call('EXPIRE', okey, tonumber(ARGV[8]))
     local nkey = P.orphan_number .. number
+    kept_for(number)  -- the set lives as long as orphans keep coming: only live ones stay in it
     redis.call('SADD', nkey, sms)
     redis.call('EXPIRE', nkey, tonumber(ARGV[8]))
     redis.call('ZADD', C.ORPHANS, tonumber(ARGV[6]) + 1000 * tonumber(ARGV[8]), sms)
