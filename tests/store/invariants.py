@@ -473,6 +473,14 @@ class Checker:
                         )
                     )
                     continue
+                # Evidence: the callback being applied, or a callback of that smsID kept before this step.
+                arriving = step.kind == "callback" and step.sms_id == unit.sms_id
+                kept = prev is not None and keys.orphan(unit.sms_id) in prev.ttls
+                if not (arriving or kept):
+                    out.append(
+                        Violation(6, f"unit {unit_id} adopted smsID {unit.sms_id} without any callback of it")
+                    )
+                    continue
                 self.adopted.setdefault(unit_id, set()).add(unit.sms_id)
                 reached = any(c.reached for c in self.ubill.calls if c.unit == unit_id)
                 if self.ubill.unit_of.get(unit.sms_id) == unit_id:

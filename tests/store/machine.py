@@ -90,6 +90,7 @@ ADVANCES_MS = (10_000, 31_000, 61_000, 300_000, 3_600_000, 2 * 86_400_000 + 60_0
 INDEX = st.integers(0, 30)
 CLIENT_ACTIONS = ["accept"] * 3 + ["again"] * 2 + ["facade-retry", "cancel", "cancel-other", "replay-dead"]
 CODES = st.sampled_from([0, 1, 2, 3, 4])
+CALLS = st.sampled_from(["accept"] * 3 + list(BEHAVIOURS))  # mostly the usual answer
 
 
 def event(what: str) -> None:
@@ -454,7 +455,7 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(
         w=INDEX,
         lane_i=INDEX,
-        behaviours=st.lists(st.sampled_from(list(BEHAVIOURS)), min_size=1, max_size=3),
+        behaviours=st.lists(CALLS, min_size=1, max_size=3),
     )
     def work(self, w: int, lane_i: int, behaviours: list[str]) -> None:
         """One worker's whole turn, as its lane loop runs it: take up to one unit per behaviour, then run each
@@ -557,7 +558,7 @@ class StoreMachine(RuleBasedStateMachine):
         assert used.get("numbers", 0) <= CAPACITY.numbers or used.get("calls") == 1, used
 
     @precondition(lambda self: self._uncalled())
-    @rule(i=INDEX, behaviour=st.sampled_from(list(BEHAVIOURS)), then=st.sampled_from([True, True, False]))
+    @rule(i=INDEX, behaviour=CALLS, then=st.sampled_from([True, True, False]))
     def call_ubill(self, i: int, behaviour: str, then: bool) -> None:
         """The worker's request to uBill (a claimed Send only): uBill decides, the worker holds the answer;
         ``then``: it records it at once (else later, with anything in between: callbacks, lease loss...)."""

@@ -45,6 +45,9 @@ MUST_REACH = (
     "take: Send",
     "take: Expired",
     "take: Reconcile",
+    "take: Mine",
+    "take: Orphaned",
+    "take: waited for capacity",
     "settle: acked ok (calling)",
     "settle: refused ok (calling)",
     "settle: retry ok (calling)",
@@ -55,6 +58,7 @@ MUST_REACH = (
     "callback: applied",
     "callback: orphaned (foreign)",
     "cancel: some",
+    "replay: Accepted",
 )
 
 
