@@ -69,6 +69,7 @@ from tests.store.world import (
     NUMBERS,
     ORPHAN_TTL_S,
     RECONCILE_AFTER_S,
+    REDIS_CLOCK_LUA,
     SCHEDULE_AHEAD_MS,
     SHORT_VALIDITY_S,
     STORE_TIMEOUT_S,
@@ -210,6 +211,9 @@ class StoreMachine(RuleBasedStateMachine):
         self.step = Step()
         self.prev: Snapshot | None = None
         self.last_ids: dict[str, str] = {}
+        self.redis_clock = self.redis.register_script(REDIS_CLOCK_LUA)
+        self.real_mark = 0  # Redis's real clock at the last step (_hold_redis_clock)
+        self.run(self._redis_clock_moves(0, set()))
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
@@ -220,7 +224,7 @@ class StoreMachine(RuleBasedStateMachine):
         return cast(T, self.loop.run_until_complete(reply))
 
     def teardown(self) -> None:
-        event(f"run: {self.step_no // 10 * 10}+ store calls")
+        event(f"run: {self.step_no // 10 * 10}+ steps")
         self.run(self.redis.aclose())
         self.loop.close()
 
@@ -248,6 +252,7 @@ class StoreMachine(RuleBasedStateMachine):
     def _begin(self, step: Step) -> None:
         self.step_no += 1
         self.step = step
+        self.run(self._hold_redis_clock())
 
     def _alive(self) -> list[Worker]:
         return [w for w in self.workers if w.state == "alive"]
@@ -382,12 +387,9 @@ class StoreMachine(RuleBasedStateMachine):
             )
 
     def _idempotency_record(self, idem: Idempotency) -> tuple[str, str, int | None, int] | None:
-        """The key's record while it lives (24 h). Real time counts down Redis's TTLs too (a run's few
-        seconds), so within seconds of the end Redis is asked instead."""
+        """The key's record while it lives (24 h)."""
         recorded = self.idempotency.get((idem.client, idem.scope, idem.key_hash))
         if recorded is None or CLOCK.ms >= recorded[3]:
-            return None
-        if CLOCK.ms > recorded[3] - 10_000 and not self.cmd(self.redis.exists(idem.key)):
             return None
         return recorded
 
@@ -506,11 +508,10 @@ class StoreMachine(RuleBasedStateMachine):
                 assert unit.state == "calling" and unit.owner == worker.owner, (job, unit)
             elif isinstance(job, Orphaned):
                 assert unit.state == "calling" and unit.owner == job.previous_owner != worker.owner
-                # Provably gone: signed off, or silent for longer than the grace (with a few seconds of slack
-                # for the real time a run takes: Redis's clock moves with it).
+                # Provably gone: signed off, or silent for longer than the grace.
                 previous = self.owners[job.previous_owner]
                 silent = now - self.last_beat.get(previous.owner, 0)
-                assert previous.state == "stopped" or silent > LEASE_MS - 5_000, (
+                assert previous.state == "stopped" or silent > LEASE_MS, (
                     f"[7] {job.unit_id} taken from {previous.owner} ({previous.state}), heard {silent} ms ago"
                 )
             elif isinstance(job, Reconcile):
@@ -727,40 +728,27 @@ class StoreMachine(RuleBasedStateMachine):
         beating = [] if stall else self._alive()
         for worker in beating:  # a worker beating throughout beats at the start too (ends any earlier gap)
             await self._beat(worker)
-        continuous = {w.owner for w in beating}
-        # Redis's clock moves by delta: every liveness timestamp is delta older (but the beats of those that
-        # beat throughout), and every key's TTL is delta shorter (what reaches 0 expires).
-        async for name in self.redis.scan_iter(match=keys.worker("*")):
-            since, beat = (int(x) for x in str(await self.redis.get(name)).split("|"))
-            since -= delta
-            if name.removeprefix(keys.worker("")) not in continuous:
-                beat -= delta
-            await self.redis.set(name, f"{since}|{beat}", keepttl=True)
-        names = [name async for name in self.redis.scan_iter(match="*", count=1000)]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.pttl(name)
-            ttls = await pipe.execute()
-        refreshed = {keys.worker(owner) for owner in continuous}  # beating throughout renews its PX
-        left = {
-            name: int(ttl) - delta
-            for name, ttl in zip(names, ttls, strict=True)
-            if int(ttl) > 0 and name not in refreshed
-        }
-        expired = [name for name, ms in left.items() if ms <= 0]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for name, ms in left.items():
-                if ms > 0:
-                    pipe.pexpire(name, ms)
-            if expired:
-                pipe.delete(*expired)
-            await pipe.execute()
-        for name in expired:
-            event(f"advance: {name.split(':')[1]} key expired")
+        await self._redis_clock_moves(delta, {w.owner for w in beating})
         CLOCK.ms += delta
         self.offset_ms += delta
         for worker in beating:
             await self._beat(worker)
+
+    async def _hold_redis_clock(self) -> None:
+        """Give back the real time that passed since the last step: between steps Redis's clock stands still
+        (only ``advance`` moves it), so no comparison with it depends on how fast a run goes."""
+        await self._redis_clock_moves(None, set())
+
+    async def _redis_clock_moves(self, delta: int | None, continuous: set[str]) -> None:
+        """What ``delta`` ms on Redis's clock does to what Redis keeps (``REDIS_CLOCK_LUA``); None: minus the
+        real time since the last call."""
+        live = [keys.worker(owner) for owner in sorted(continuous)]
+        raw = await self.redis_clock(
+            keys=[keys.worker("")], args=["" if delta is None else delta, self.real_mark, *live]
+        )
+        self.real_mark = int(raw[0])
+        for name in raw[1:]:
+            event(f"advance: {str(name).split(':')[1]} key expired")
 
     # --- uBill's callbacks ---------------------------------------------------------------------------------
 

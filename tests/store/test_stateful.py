@@ -37,7 +37,7 @@ def _profile(examples: int, steps: int) -> settings:
 
 
 PROFILES = {
-    "default": _profile(200, 60),  # CI: about 40 s on a busy two-core machine
+    "default": _profile(150, 60),  # CI: about 30 s on a busy two-core machine
     "long": _profile(3_000, 150),  # HYPOTHESIS_PROFILE=long: local soak
 }
 # What a CI-sized run must reach for its "no violation" to mean something (a floor far below typical counts).

@@ -7,12 +7,14 @@ Redis expires keys on its clock too. The tests replace ``now_ms`` in the store's
 ``VirtualClock.now`` (``install_clock``), so every rule goes through the store's own API (``Dispatch``,
 ``Deliveries``, ``Messages``, ``Upkeep``) with a clock only the state machine moves: runs are reproducible
 and days pass in no time. (Building the scripts' ARGV by hand would test a copy of the wrappers.) Redis's
-clock cannot be moved, so when the machine advances time by d it does what d on Redis's clock would do: it
+clock cannot be set, so the machine does to Redis's data what its clock would: when it advances time by d it
 ages the timestamps liveness compares (each ``smsgw:worker:*`` record's ``since|beat``) and counts every
-key's TTL down by d, expiring what reaches 0 (``StoreMachine._advance``). uBill capacity windows and demand
-flags are kept on the virtual clock and written in before each capped take (``StoreMachine._capped_take``).
-Accept deadlines are kept far ahead (a one-hour store timeout) and client rates are so slow that no token
-comes back within a run. Only the milliseconds a run really takes remain, and no boundary depends on them.
+key's TTL down by d, expiring what reaches 0; and before each step it gives back the real time the last one
+took, the same way, so between steps Redis's clock stands still (``StoreMachine._redis_clock_moves``). uBill
+capacity windows and demand flags are kept on the virtual clock and written in before each capped take
+(``StoreMachine._capped_take``). Accept deadlines are kept far ahead (a one-hour store timeout) and client
+rates are so slow that no token comes back within a run. What remains of real time is the milliseconds
+within one step, and no advance lands within seconds of a boundary (``LEASE_MS``).
 """
 
 from __future__ import annotations
@@ -54,6 +56,38 @@ CAPACITY = Capacity(calls=2, numbers=3, shares={"otp": 0.5, "transactional": 0.3
 NO_CAPACITY = Capacity(calls=0, numbers=0, shares={})
 
 _CLOCKED = (dispatch, deliveries_module, messages, upkeep_module)
+
+# What d ms on Redis's clock does to what Redis keeps, in one round trip (a test helper, not the product's):
+# liveness timestamps age (the beats of workers beating throughout excepted), TTLs count down, what reaches 0
+# expires. ARGV[1] d, or '' for minus the real time since ARGV[2] (Redis ms): give back what a step took.
+# ARGV[3...] liveness keys of workers beating throughout. Returns {Redis's ms now, expired key, ...}.
+REDIS_CLOCK_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local delta = ARGV[1] ~= '' and tonumber(ARGV[1]) or tonumber(ARGV[2]) - now
+local continuous = {}
+for i = 3, #ARGV do continuous[ARGV[i]] = true end
+local out = {tostring(now)}
+if delta == 0 then return out end
+for _, name in ipairs(redis.call('KEYS', '*')) do
+  if string.sub(name, 1, string.len(KEYS[1])) == KEYS[1] then
+    local since, beat = string.match(redis.call('GET', name), '^(%-?%d+)|(%-?%d+)$')
+    since, beat = tonumber(since) - delta, tonumber(beat)
+    if not continuous[name] then beat = beat - delta end
+    redis.call('SET', name, string.format('%d|%d', since, beat), 'KEEPTTL')
+  end
+  local ttl = redis.call('PTTL', name)
+  if ttl > 0 and not continuous[name] then
+    if ttl - delta <= 0 then
+      redis.call('DEL', name)
+      out[#out + 1] = name
+    else
+      redis.call('PEXPIRE', name, ttl - delta)
+    end
+  end
+end
+return out
+"""
 
 
 class VirtualClock:
