@@ -33,7 +33,7 @@ from smsgw.clock import iso
 from smsgw.store import keys, statuses
 from smsgw.store.messages import Messages
 from smsgw.store.records import MessageView, Unit
-from tests.store.world import LANES, MAX_ATTEMPTS, Ubill
+from tests.store.world import LANES, MAX_ATTEMPTS, ORPHAN_TTL_S, Ubill
 
 TERMINAL = statuses.TERMINAL
 RANK = statuses.RANK
@@ -199,9 +199,12 @@ class Checker:
     ubill: Ubill
     clients: tuple[str, ...]
     adopted: dict[str, set[str]] = field(default_factory=dict)  # unit -> smsIDs it took by the matching rule
+    orphaned_at: dict[str, int] = field(default_factory=dict)  # smsID -> when a callback of it was last kept
     adoptions: Counter[str] = field(default_factory=Counter)  # how each adoption turned out, for the summary
 
     def check(self, prev: Snapshot | None, cur: Snapshot, step: Step) -> list[Violation]:
+        if step.kind == "callback" and step.outcome == "orphaned" and step.sms_id:
+            self.orphaned_at[step.sms_id] = cur.now_ms
         out: list[Violation] = []
         out += self._recipients(prev, cur, step)
         out += [Violation(2, text) for text in self.ubill.duplicate_sends()]
@@ -401,16 +404,22 @@ class Checker:
                     Violation(5, f"dead letter {member}: unit is {found[1].state if found else 'missing'}")
                 )
         # Kept callbacks: the list and its smsgw:orphans entry are written together with the same TTL (the
-        # entry then waits for the sweep); an orphan-number member must still have its list.
+        # entry then waits for the sweep).
         for sms, score in cur.orphans.items():
             if score > cur.now_ms + MARGIN_MS and keys.orphan(sms) not in cur.ttls:
                 out.append(
                     Violation(5, f"orphans lists {sms} until {iso(int(score))}, its callbacks are gone")
                 )
+        # A number's set of smsIDs with kept callbacks is renewed by each new one; one whose callbacks expired
+        # must go at the number's next orphan or with the set: within two orphan TTLs of its last kept
+        # callback (before the fix in callback.lua it stayed as long as callbacks kept coming).
         for number, kept in cur.orphan_numbers.items():
             for sms in sorted(kept):
-                if keys.orphan(sms) not in cur.ttls:
-                    out.append(Violation(5, f"orphan-number {number} lists {sms}, whose callbacks are gone"))
+                age = cur.now_ms - self.orphaned_at.get(sms, 0)
+                if keys.orphan(sms) not in cur.ttls and age >= 2 * ORPHAN_TTL_S * 1000:
+                    out.append(
+                        Violation(5, f"orphan-number {number} lists {sms}, kept {age} ms ago, long gone")
+                    )
         for sms, unit_id in cur.sms_index.items():
             found = cur.unit(unit_id)
             if found is None or found[1].state != "acked":

@@ -217,3 +217,10 @@ def test_an_open_count_that_disagrees_is_caught(machine: StoreMachine) -> None:
     machine.cmd(machine.redis.hset(keys.message(message_id), "u:0", "acked||1001|0|1||"))
     found = violations(machine)
     assert any(v.startswith("[7]") and "recipients ['queued']" in v for v in found), found
+
+
+def test_a_kept_callbacks_index_entry_that_outlives_them_is_caught(machine: StoreMachine) -> None:
+    machine.cmd(machine.redis.sadd(keys.orphan_number(NUMBERS[0]), "90001"))
+    machine.cmd(machine.redis.expire(keys.orphan_number(NUMBERS[0]), 600))
+    found = violations(machine)
+    assert any(v.startswith("[5]") and f"orphan-number {NUMBERS[0]} lists 90001" in v for v in found), found
