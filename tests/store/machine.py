@@ -685,16 +685,32 @@ class StoreMachine(RuleBasedStateMachine):
     # --- liveness and time ---------------------------------------------------------------------------------
 
     @rule(
-        w=st.integers(0, 2), how=st.sampled_from(["beat"] * 4 + ["pause", "crash", "stop"] + ["revive"] * 3)
+        w=st.integers(0, 2),
+        how=st.sampled_from(["beat"] * 4 + ["pause", "crash", "stop", "resume"] + ["revive"] * 2),
     )
     def liveness(self, w: int, how: str) -> None:
         """beat: a heartbeat now; pause: alive but silent (a GC pause, a partition); crash: gone; stop: a
         clean stop (sign off); revive: a paused worker resumes where it was, a crashed or stopped one is
-        replaced by a new process (a new owner)."""
+        replaced by a new process (a new owner); resume: a paused worker resumes and its jobs in flight run
+        to their end at once (late answers, for units others may have taken over meanwhile)."""
         self._begin(Step("quiet"))
         worker = self.workers[w]
         event(f"liveness: {how} ({worker.state})")
-        if how == "revive":
+        if how == "resume" and worker.state == "paused":
+            worker.state = "alive"
+            for unit in sorted(worker.held):
+                held = worker.held.pop(unit)
+                if isinstance(held.job, Send) and held.call is None:
+                    self._begin(Step("quiet"))
+                    worker.in_doubt.add(unit)
+                    held.call = self.ubill.call(
+                        unit, held.job.lane, held.job.numbers, "accept", held.claim_step
+                    )
+                    self.holds()
+                self._finish(worker, held, 0)
+                self.holds()
+            return
+        if how in ("revive", "resume"):
             if worker.state == "paused":
                 worker.state = "alive"
             elif worker.state != "alive":
