@@ -13,7 +13,7 @@ invariant:
     [5] every key has a TTL or is a bounded structure; every timer, index and list entry has an owner; each
         unfinished unit has exactly one timer, in its lane, and a finished one none
     [6] a recipient carries an smsID only if uBill accepted that number under it from this unit's call, or the
-        unit adopted it by the matching rule for lost answers
+        unit adopted it by the matching rule for lost answers, on the evidence of a callback of that smsID
     [7] the rest: statuses only move forward (but dispatching → queued), each kind of step changes only what
         it may, unit states agree with their recipients, open counts, attempts, adoption only of lost answers
 """
@@ -39,7 +39,7 @@ TERMINAL = statuses.TERMINAL
 RANK = statuses.RANK
 WAITING = frozenset({"queued", "scheduled"})
 DELIVERY = frozenset({"sent", "pending", "delivered", "failed", "error"})
-MARGIN_MS = 60_000  # TTLs count down on Redis's clock, which also moves with the real seconds a run takes
+MARGIN_MS = 60_000  # TTL checks stay clear of a TTL's last minute (a step's own milliseconds run on it)
 
 # Statuses an event may carry in each kind of step (a step is one rule of the machine).
 ALLOWED_EVENTS: dict[str, frozenset[str]] = {
