@@ -209,6 +209,21 @@ local function apply_status(m, unit, numbers, number, status, sid, sms, ctx)
   return 'applied'
 end
 
+-- The smsIDs with callbacks kept for `number`, dropping those whose kept callbacks expired (the number's set
+-- is renewed by every new orphan, so it outlives them).
+local function kept_for(number)
+  local nkey = P.orphan_number .. number
+  local live = {}
+  for _, sms in ipairs(redis.call('SMEMBERS', nkey)) do
+    if redis.call('EXISTS', P.orphan .. sms) == 1 then
+      live[#live + 1] = sms
+    else
+      redis.call('SREM', nkey, sms)
+    end
+  end
+  return live
+end
+
 local function drop_orphans(sms, entries)
   redis.call('DEL', P.orphan .. sms)
   redis.call('ZREM', C.ORPHANS, sms)
@@ -268,7 +283,7 @@ local ADOPT_SLACK_MS = 120000  -- uBill's date has second precision and its own 
 local function adopt_orphans(m, unit, claimed, numbers, ctx, reconcile_at)
   local found = nil
   for _, number in ipairs(claimed) do
-    for _, sms in ipairs(redis.call('SMEMBERS', P.orphan_number .. number)) do
+    for _, sms in ipairs(kept_for(number)) do
       if found and found ~= sms then return false end
       found = sms
     end

@@ -30,6 +30,7 @@ if not unit_id then
     redis.call('RPUSH', okey, number .. '|' .. status .. '|' .. sid .. '|' .. ARGV[5] .. '|' .. ARGV[8])
     redis.call('EXPIRE', okey, ttl)
     local nkey = P.orphan_number .. number
+    kept_for(number)  -- the set lives as long as orphans keep coming: only live ones stay in it
     redis.call('SADD', nkey, sms)
     redis.call('EXPIRE', nkey, ttl)
     redis.call('ZADD', C.ORPHANS, tonumber(ARGV[6]) + 1000 * ttl, sms)

@@ -31,6 +31,8 @@ end
 local mine = unit.st == 'calling' and unit.owner == ARGV[6]
 if outcome == 'acked' then
   if unit.st == 'unknown' then clear_unsettled(m, numbers) end
+  -- An attempt given up on (another worker took it over and ran out of attempts) was accepted after all.
+  if unit.st == 'dead' then redis.call('ZREM', C.DEAD, m.id .. ':' .. m.k) end
   local moved = record_ack(m, unit, claimed, numbers, sms, ctx, reconcile_at)
   return {mine and 'ok' or 'stale', moved, unit.tries}
 end
