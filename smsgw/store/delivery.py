@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from smsgw.clock import iso, now_ms
+from smsgw.store.batching import ScriptBatcher
 from smsgw.store.connection import translated
 from smsgw.store.scripts import Scripts
 from smsgw.store.statuses import CALLBACK_STATUS
@@ -38,6 +39,8 @@ class Deliveries:
     ) -> None:
         self._redis = redis
         self._scripts = scripts
+        # A callback flood: concurrent callbacks share a pipeline per event-loop pass.
+        self._callback = ScriptBatcher(redis, scripts.callback)
         self._orphan_ttl = orphan_ttl
         self._reconcile_after_ms = int(reconcile_after * 1000)
 
@@ -45,8 +48,9 @@ class Deliveries:
         status = CALLBACK_STATUS[status_id]
         now = now_ms()
         with translated():
-            result = await self._scripts.callback(
-                args=[
+            result, _replicas = await self._callback(
+                [],
+                [
                     sms_id,
                     number,
                     status,

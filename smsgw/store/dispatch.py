@@ -9,7 +9,6 @@ is how ``take`` tells a worker that died mid-call from one Redis could not hear 
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from redis.asyncio import Redis
 
 from smsgw.clock import iso, now_ms
 from smsgw.store import keys
+from smsgw.store.batching import ScriptBatcher
 from smsgw.store.connection import translated
 from smsgw.store.scripts import Scripts
 
@@ -204,8 +204,8 @@ class Dispatch:
         self.lease_ms = int(lease * 1000)
         self.grace_ms = self.lease_ms
         self._capacity = capacity.as_json()
-        # Orders settles after an in-flight heartbeat, so a lease refresh never overwrites a newer timer.
-        self._order = asyncio.Lock()
+        # Concurrent settles of one process share a pipeline per event-loop pass (one round trip for many).
+        self._settle = ScriptBatcher(redis, scripts.settle)
 
     async def take(self, lane: str, want: int, window: int) -> Taken:
         """Up to ``want`` due units of ``lane`` (looking at ``window`` due timers)."""
@@ -235,20 +235,18 @@ class Dispatch:
         reconcile_at = now + int(reconcile_after * 1000)
         args: list[str | int] = [unit.message_id, unit.k, outcome.value, now, iso(now), self.owner, sms_id]
         args += [reason, next_at_ms, reconcile_at, *getattr(unit, "numbers", ())]
-        async with self._order:
-            with translated():
-                raw = await self._scripts.settle(args=args)
+        with translated():
+            raw, _replicas = await self._settle([], args)
         if raw[0] in ("gone", "stale"):
             return Settled(str(raw[0]), 0, 0)
         return Settled("ok", int(raw[1]), int(raw[2]))
 
     async def beat(self, running: dict[str, list[str]]) -> None:
         """Liveness, and the leases of the units this process runs (``{lane: [unit id, ...]}``)."""
-        async with self._order:
-            with translated():
-                await self._scripts.beat(
-                    args=[self.owner, self.grace_ms, now_ms(), self.lease_ms, orjson.dumps(running), "0"]
-                )
+        with translated():
+            await self._scripts.beat(
+                args=[self.owner, self.grace_ms, now_ms(), self.lease_ms, orjson.dumps(running), "0"]
+            )
 
     async def sign_off(self) -> None:
         """A clean stop: this worker is gone at once (its unfinished units are free after their lease)."""
