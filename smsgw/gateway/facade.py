@@ -203,6 +203,37 @@ async def _resolve_later(gw: Gateway, client: Client, fingerprint: str, unknown:
         return
 
 
+def _outcome_unknown() -> web.Response:
+    message = "Service unavailable, outcome unknown: repeating this exact call is safe"
+    return Refusal(99, message, 503).response({"Retry-After": "2"})
+
+
+def _resolve_in_background(
+    gw: Gateway, client: Client, fingerprint: str, unknown: StoreOutcomeUnknown
+) -> None:
+    retry_key = keys.facade_retry(client.name, fingerprint)
+    task = asyncio.create_task(_resolve_later(gw, client, fingerprint, unknown))
+    gw.tasks.add(task)
+    gw.unresolved[retry_key] = task
+    task.add_done_callback(gw.tasks.discard)
+    task.add_done_callback(lambda done: _forget(gw, retry_key, done))
+
+
+def _forget(gw: Gateway, retry_key: str, task: asyncio.Task[None]) -> None:
+    if gw.unresolved.get(retry_key) is task:
+        del gw.unresolved[retry_key]
+
+
+async def _verdict_known(gw: Gateway, retry_key: str) -> bool:
+    """A retry of a send this process answered "outcome unknown" waits (a little) for its verdict: sent on at
+    once, it would race the resolver and could store the message a second time. False: still unknown."""
+    pending = gw.unresolved.get(retry_key)
+    if pending is None:
+        return True
+    done, _ = await asyncio.wait({pending}, timeout=2 * gw.settings.redis_timeout)
+    return bool(done)
+
+
 @routes.route("*", "/v1/sms/send")
 async def send(request: web.Request) -> web.Response:
     if request.method not in ("GET", "POST"):
@@ -215,17 +246,16 @@ async def send(request: web.Request) -> web.Response:
         fingerprint = _fingerprint(command)
         key = idempotency(request.headers.get(HEADER), client, "facade", params)
         retry_key = keys.facade_retry(client.name, fingerprint)
+        if not await _verdict_known(gw, retry_key):  # still not known: stay unknown, never risk a second copy
+            return _outcome_unknown()
         done = await submit(gw, client, command, idempotency=key, facade=True, facade_retry=retry_key)
     except Refusal as refusal:
         retry = {"Retry-After": "1"} if refusal.http_status == 429 else None
         return refusal.response(retry)
     except StoreOutcomeUnknown as unknown:
         request[REDIS_ERROR] = True
-        task = asyncio.create_task(_resolve_later(gw, client, fingerprint, unknown))
-        gw.tasks.add(task)
-        task.add_done_callback(gw.tasks.discard)
-        message = "Service unavailable, outcome unknown: repeating this exact call is safe"
-        return Refusal(99, message, 503).response({"Retry-After": "2"})
+        _resolve_in_background(gw, client, fingerprint, unknown)
+        return _outcome_unknown()
     except StoreUnavailable:
         request[REDIS_ERROR] = True
         return Refusal(99, "Service unavailable, nothing was accepted", 503).response({"Retry-After": "1"})

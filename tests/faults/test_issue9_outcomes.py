@@ -9,6 +9,7 @@ number is out, and uBill then refuses the call or answers 5xx.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from smsgw.devtools.redis import EmbeddedRedis
+from smsgw.store.scripts import source
 from tests.faults.proxy import RedisProxy
 from tests.faults.support import callback, within, worker
 from tests.faults.ubill_gate import UbillGate
@@ -167,6 +169,50 @@ async def test_a_facade_client_retrying_after_a_late_reply_does_not_send_twice(
             await astop(proc)
         sent = await _sent_count(stack, number)
     assert sent <= 1, f"uBill got the number {sent} times after a facade client's retry; answers: {answers}"
+
+
+async def test_a_facade_retry_sent_before_the_verdict_is_known_stays_unknown(
+    redis: Redis, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """Every reply is held past the deadline: the send (stored by Redis) and its find-out go unanswered, so
+    the facade answers "outcome unknown". Redis then answers sends again but still not the gateway's find-outs
+    (they stay held): a retry of the same call must not store the message a second time while the verdict on
+    the first is unknown. Once find-outs are answered too, the retry gets the original smsID."""
+    number = "995591600002"
+    marker = f"facade{secrets.token_hex(4)}"
+    params = {"key": TOKENS["auth"], "brandID": "1", "numbers": number, "text": f"Parcel ready ({marker})"}
+    findout = hashlib.sha1(source("findout").encode()).hexdigest()
+    answers: list[tuple[int, Any]] = []
+    async with (
+        RedisProxy(redis_server.port) as proxy,
+        Stack(proxy.url, env=_late_env(), worker=False) as stack,
+    ):
+        proc, _log = worker(stack, tmp_path, SMSGW_REDIS_URL=redis_server.url)
+        try:
+            warm = {**params, "numbers": "995591600003"}  # a pooled connection, so the send reaches Redis
+            async with stack.http.get(f"{stack.url}/v1/sms/send", params=warm) as response:
+                assert response.status == 200
+            proxy.delay_replies(3.0)
+            for attempt in range(6):
+                async with stack.http.get(f"{stack.url}/v1/sms/send", params=params) as response:
+                    answers.append((response.status, await response.json(content_type=None)))
+                if answers[-1][0] == 200:
+                    break
+                if attempt == 0:  # sends are answered again at once, find-outs only after the second call
+                    proxy.delay_replies(3.0, when_request_contains=findout)
+                else:
+                    proxy.no_delay()
+            await within(lambda: _all_reached(stack, [number]), timeout=20)
+            await asyncio.sleep(2)
+        finally:
+            await astop(proc)
+        sent = await _sent_count(stack, number)
+        stored = [k async for k in redis.scan_iter("smsgw:msg:*")]
+    assert answers[0][0] == 503 and "outcome unknown" in answers[0][1]["message"], f"no fault: {answers}"
+    assert answers[1][0] == 503, f"a retry while the verdict was unknown was answered {answers[1]}"
+    assert len(stored) == 2, f"a retry stored the message again: {len(stored) - 1} copies; answers {answers}"
+    assert answers[-1][0] == 200 and answers[-1][1]["smsID"] == 2, f"not the original smsID: {answers}"
+    assert sent == 1, f"uBill got the number {sent} times"
 
 
 # --- Break 4 -------------------------------------------------------------------------------------------
