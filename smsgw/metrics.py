@@ -198,13 +198,15 @@ class WorkerMetrics:
         self.balance = UbillBalance(r)
         self.queue_units = Gauge(
             "smsgw_queue_units",
-            "Dispatch units due and waiting (or running) in a lane.",
+            "Dispatch units due and waiting for a worker in a lane (a unit being called is not due: its "
+            "lease is a timer).",
             ["lane"],
             registry=r,
         )
         self.queue_scheduled = Gauge(
             "smsgw_queue_scheduled_units",
-            "Dispatch units held for a future time (send_at or retry backoff).",
+            "Dispatch units whose timer is in the future: send_at, retry backoff, a running unit's lease, a "
+            "reconciliation.",
             ["lane"],
             registry=r,
         )

@@ -27,6 +27,8 @@ __all__ = ["LANES", "Client", "Secret", "Settings"]
 T = TypeVar("T")
 
 LANES: tuple[str, ...] = ("otp", "transactional", "bulk")
+# Calls each worker keeps in flight per lane (SMSGW_CONCURRENCY_*); 256 transactional: ops/bench "slots".
+DEFAULT_CONCURRENCY: Mapping[str, int] = {"otp": 16, "transactional": 256, "bulk": 16}
 
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_WORKER_HTTP_PORT = 9091
@@ -104,9 +106,7 @@ class Settings:
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     clients: tuple[Client, ...] = ()
     allowed_countries: frozenset[str] = frozenset({"GE"})
-    concurrency: Mapping[str, int] = field(
-        default_factory=lambda: {"otp": 16, "transactional": 256, "bulk": 16}
-    )
+    concurrency: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_CONCURRENCY))
     max_attempts: int = 20
     retry_base: float = 1.0
     retry_cap: float = 300.0
@@ -135,7 +135,7 @@ class Settings:
         env = _Env(environ)
         concurrency = {
             lane: env.int(f"SMSGW_CONCURRENCY_{lane.upper()}", d, 1, 1000)
-            for lane, d in (("otp", 16), ("transactional", 256), ("bulk", 16))
+            for lane, d in DEFAULT_CONCURRENCY.items()
         }
         settings = cls(
             redis_url=env.text("SMSGW_REDIS_URL", None),
