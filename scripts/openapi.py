@@ -35,6 +35,8 @@ from smsgw.store.events import EVENT_FIELDS
 from smsgw.store.statuses import STATUSES, TERMINAL
 from smsgw.ubill import REFUSALS
 from smsgw.verify import openapi as verifications
+from smsgw.verify.openapi import ref as _ref
+from smsgw.verify.openapi import responses as _responses
 
 __all__ = ["TARGET", "build", "render"]
 
@@ -47,10 +49,6 @@ TEXT = "text/plain"
 STREAM_ID_PATTERN = r"^[0-9]{1,20}(-[0-9]{1,20})?$"
 EXAMPLE_ID = "msg_19abc0de1f2a3b4c5d6e7f8091"
 EXAMPLE_TIME = "2026-11-25T09:00:00.000Z"
-
-
-def _ref(kind: str, name: str) -> Schema:
-    return {"$ref": f"#/components/{kind}/{name}"}
 
 
 def _schema(name: str) -> Schema:
@@ -76,26 +74,6 @@ def _ubill_response(description: str, *, retry_after: bool = False) -> Schema:
     if retry_after:
         response["headers"] = {"Retry-After": _ref("headers", "Retry-After")}
     return response
-
-
-def _responses(*names: str, **specific: Schema) -> Schema:
-    """Operation responses: ``specific`` (status code -> response) plus shared ones by component name."""
-    codes = {
-        "BadRequest": "400",
-        "Unauthorized": "401",
-        "Forbidden": "403",
-        "NotFound": "404",
-        "Conflict": "409",
-        "PayloadTooLarge": "413",
-        "UnsupportedMediaType": "415",
-        "ValidationFailed": "422",
-        "TooManyRequests": "429",
-        "ServiceUnavailable": "503",
-    }
-    out: Schema = {code.removeprefix("_"): response for code, response in specific.items()}
-    for name in names:
-        out[codes[name]] = _ref("responses", name)
-    return dict(sorted(out.items()))
 
 
 def _schemas() -> dict[str, Schema]:

@@ -20,7 +20,7 @@ from typing import Final
 from redis.asyncio import Redis
 
 from ops.soak.procs import die_with_parent
-from smsgw.devtools.redis import find_server, free_port
+from smsgw.devtools.redis import durable_args, find_server, free_port
 
 __all__ = ["MASTER_NAME", "RedisNode", "SentinelNode", "Topology"]
 
@@ -40,27 +40,7 @@ class RedisNode:
         self.stopped = False  # SIGSTOPped
 
     def argv(self) -> list[str]:
-        args = [
-            find_server(),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.data_dir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--save",
-            "",
-            "--enable-protected-configs",
-            "yes",
-            "--daemonize",
-            "no",
-            "--logfile",
-            str(self.data_dir / "redis.log"),
-        ]
+        args = [*durable_args(find_server(), self.port, self.data_dir), "--enable-protected-configs", "yes"]
         if self.replica_of is not None:
             args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         return args

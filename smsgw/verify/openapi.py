@@ -20,11 +20,12 @@ EXAMPLE_VERIFICATION_ID = "ver_19abc0de1f2a1b2c3d4e5f60718"
 _DEFAULTS = VerifySettings()
 
 
-def _ref(kind: str, name: str) -> Schema:
+def ref(kind: str, name: str) -> Schema:
     return {"$ref": f"#/components/{kind}/{name}"}
 
 
-def _responses(*names: str, **specific: Schema) -> Schema:
+def responses(*names: str, **specific: Schema) -> Schema:
+    """Operation responses: ``specific`` (status code -> response) plus shared ones by component name."""
     codes_by_name = {
         "BadRequest": "400",
         "Unauthorized": "401",
@@ -34,24 +35,25 @@ def _responses(*names: str, **specific: Schema) -> Schema:
         "PayloadTooLarge": "413",
         "UnsupportedMediaType": "415",
         "ValidationFailed": "422",
+        "TooManyRequests": "429",
         "ServiceUnavailable": "503",
     }
     out: Schema = {code.removeprefix("_"): response for code, response in specific.items()}
     for name in names:
-        out[codes_by_name[name]] = _ref("responses", name)
+        out[codes_by_name[name]] = ref("responses", name)
     return dict(sorted(out.items()))
 
 
 def _limited(description: str) -> Schema:
     return {
         "description": description,
-        "headers": {"Retry-After": _ref("headers", "Retry-After")},
-        "content": {PROBLEM_JSON: {"schema": _ref("schemas", "Problem")}},
+        "headers": {"Retry-After": ref("headers", "Retry-After")},
+        "content": {PROBLEM_JSON: {"schema": ref("schemas", "Problem")}},
     }
 
 
 def _conflict(description: str) -> Schema:
-    return {"description": description, "content": {PROBLEM_JSON: {"schema": _ref("schemas", "Problem")}}}
+    return {"description": description, "content": {PROBLEM_JSON: {"schema": ref("schemas", "Problem")}}}
 
 
 def schemas() -> dict[str, Schema]:
@@ -111,8 +113,8 @@ def schemas() -> dict[str, Schema]:
             "additionalProperties": False,
             "properties": {
                 "id": {"type": "string", "examples": [EXAMPLE_VERIFICATION_ID]},
-                "to": _ref("schemas", "Number"),
-                "status": _ref("schemas", "VerificationStatus"),
+                "to": ref("schemas", "Number"),
+                "status": ref("schemas", "VerificationStatus"),
                 "expires_at": {"type": "string", "format": "date-time"},
                 "sends": {
                     "type": "integer",
@@ -139,7 +141,7 @@ def schemas() -> dict[str, Schema]:
             "required": ["status", "attempts"],
             "additionalProperties": False,
             "properties": {
-                "status": _ref("schemas", "VerificationStatus"),
+                "status": ref("schemas", "VerificationStatus"),
                 "attempts": {"type": "integer", "minimum": 0},
             },
         },
@@ -163,8 +165,8 @@ def schemas() -> dict[str, Schema]:
                 "verification_id": {"type": "string"},
                 "client": {"type": "string"},
                 "reference": {"type": ["string", "null"]},
-                "number": _ref("schemas", "Number"),
-                "status": _ref("schemas", "VerificationStatus"),
+                "number": ref("schemas", "Number"),
+                "status": ref("schemas", "VerificationStatus"),
                 "attempts": {"type": "integer", "minimum": 0},
                 "occurred_at": {"type": "string", "format": "date-time"},
             },
@@ -183,7 +185,7 @@ def _links() -> Schema:
 
 def paths() -> dict[str, Schema]:
     d = _DEFAULTS
-    verification = {JSON: {"schema": _ref("schemas", "Verification")}}
+    verification = {JSON: {"schema": ref("schemas", "Verification")}}
     path_id = {
         "name": "id",
         "in": "path",
@@ -211,12 +213,12 @@ def paths() -> dict[str, Schema]:
                     "time. `Idempotency-Key` works as on `POST /v1/messages` (per client and per endpoint). "
                     + abuse
                 ),
-                "parameters": [_ref("parameters", "IdempotencyKey")],
+                "parameters": [ref("parameters", "IdempotencyKey")],
                 "requestBody": {
                     "required": True,
-                    "content": {JSON: {"schema": _ref("schemas", "StartVerification")}},
+                    "content": {JSON: {"schema": ref("schemas", "StartVerification")}},
                 },
-                "responses": _responses(
+                "responses": responses(
                     "BadRequest",
                     "Unauthorized",
                     "Forbidden",
@@ -241,7 +243,7 @@ def paths() -> dict[str, Schema]:
                 "operationId": "getVerification",
                 "tags": ["verifications"],
                 "summary": "A verification (without its code)",
-                "responses": _responses(
+                "responses": responses(
                     "Unauthorized",
                     "Forbidden",
                     "NotFound",
@@ -261,7 +263,7 @@ def paths() -> dict[str, Schema]:
                     f"429 (`Retry-After`) within {d.resend_cooldown} s of the last send or beyond "
                     f"{d.max_sends} sends (defaults), and " + abuse.removeprefix("429 (`Retry-After`) ")
                 ),
-                "responses": _responses(
+                "responses": responses(
                     "Unauthorized",
                     "Forbidden",
                     "NotFound",
@@ -288,9 +290,9 @@ def paths() -> dict[str, Schema]:
                 ),
                 "requestBody": {
                     "required": True,
-                    "content": {JSON: {"schema": _ref("schemas", "CheckVerification")}},
+                    "content": {JSON: {"schema": ref("schemas", "CheckVerification")}},
                 },
-                "responses": _responses(
+                "responses": responses(
                     "BadRequest",
                     "Unauthorized",
                     "Forbidden",
@@ -301,7 +303,7 @@ def paths() -> dict[str, Schema]:
                     "ServiceUnavailable",
                     _200={
                         "description": "The verification's status after this check.",
-                        "content": {JSON: {"schema": _ref("schemas", "VerificationCheck")}},
+                        "content": {JSON: {"schema": ref("schemas", "VerificationCheck")}},
                     },
                     _409=_conflict("Already approved."),
                     _429=_limited("Over the client's rate."),
