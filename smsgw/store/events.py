@@ -22,7 +22,7 @@ EVENT_FIELDS = (
 
 
 def stream_minid(now_ms: int, retention_s: int) -> str:
-    """Oldest stream id to keep: XADD ... MINID ~ trims everything older as it appends."""
+    """Oldest stream id to keep: housekeeping's XTRIM ... MINID ~ drops whole stream nodes older than it."""
     return f"{max(0, now_ms - retention_s * 1000)}-0"
 
 
