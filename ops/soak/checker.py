@@ -198,8 +198,12 @@ def _caller_choice(send: SendRecord, number: str, ids: Sequence[str], facts: _Fa
             continue
         message = facts.messages.get(message_id) or {}
         creator = _creator(send.attempts, parse_time(str(message.get("created_at", "1970-01-01T00:00:00Z"))))
+        if creator is not None and send.facade and creator.accepted:
+            continue  # the facade answers an smsID, not the message id: this call was told what it made
         if creator is None or not creator.ambiguous:
             return False
+        if send.facade and creator.status is not None:
+            return False  # the facade's "outcome unknown" promised that repeating the call is safe
     return True
 
 
@@ -272,6 +276,8 @@ def _check_duplicate(one: _Recipient, facts: _Facts, verdict: Verdict, kinds: se
         verdict.add(kinds, "duplicated", f"one {one.send.kind} message sent twice", detail)
     elif one.send.retry == "keyed":
         verdict.add(kinds, "duplicated", "one Idempotency-Key, several messages", detail)
+    elif one.send.facade:
+        verdict.add(kinds, "duplicated", "a facade call repeated after an uncertain answer", detail)
     else:
         verdict.add(kinds, "duplicated", "a retry after an answer that denied storing", detail)
 

@@ -29,9 +29,6 @@ class Gateway:
     brands: BrandGate  # uBill's brand verdicts, in memory: the accept path asks Redis nothing for them
     durability: Durability | None = field(default=None)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)  # background work a request left behind
-    # Facade sends answered "outcome unknown" whose resolution is still running, by their retry key: a retry
-    # that lands here waits for the verdict instead of racing it (facade.py).
-    unresolved: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     @property
     def redis(self) -> Redis:

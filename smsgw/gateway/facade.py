@@ -6,11 +6,12 @@ An unmodified uBill client switches by changing its base URL: the gateway token 
 queued, prioritised, retried and tracked like any ``POST /v1/messages``. Like uBill, invalid numbers are
 dropped from a call rather than failing it; only a call with no valid number is refused (statusID 50).
 
-Retrying safely: uBill has no idempotency key, so a uBill client that got an HTTP 503 cannot know whether its
-send was stored. A plain 503 means it was not. When the gateway itself could not establish it ("outcome
-unknown"), it keeps asking Redis in the background and, if the send turns out stored, the identical call
-repeated within ``FACADE_RETRY_TTL`` answers the original smsID instead of sending again. A client that can
-add a header may also send ``Idempotency-Key``, which works as on ``POST /v1/messages``.
+Retrying safely: uBill has no idempotency key, so a uBill client that got an HTTP 503 (or no answer) cannot
+know whether its send was stored. A plain 503 means it was not. Otherwise the accept itself left the call's
+fingerprint pointing at what it stored, and only a definite answer removes it: the identical call repeated
+within ``FACADE_RETRY_TTL`` meanwhile, on whichever gateway process, answers the original smsID instead of
+sending again. A client that can add a header may also send ``Idempotency-Key``, which works as on
+``POST /v1/messages`` (and then no fingerprint is kept).
 
 Brand names: the brands this client may use, as the worker last read them from uBill, in both ``data`` and
 ``brands`` with string ids (public clients read either and compare ids as strings). A brand the client may use
@@ -20,7 +21,6 @@ up finds "not found", which is what uBill answers a send with it (statusID 10), 
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 from collections.abc import Awaitable, Callable
@@ -34,7 +34,7 @@ from multidict import MultiDictProxy
 
 from smsgw.command import MAX_OTP_RECIPIENTS, MAX_RECIPIENTS, MAX_TEXT, SendCommand, schedule_problem
 from smsgw.errors import ProblemError, StoreOutcomeUnknown, StoreUnavailable, TooManyRequests
-from smsgw.gateway.context import CLIENT, GATEWAY, MESSAGE_ID, REDIS_ERROR, Gateway
+from smsgw.gateway.context import CLIENT, GATEWAY, MESSAGE_ID, REDIS_ERROR
 from smsgw.gateway.idempotency import HEADER, idempotency
 from smsgw.gateway.jsonio import json_response, loads
 from smsgw.gateway.ratelimit import enforce_client_rate
@@ -186,52 +186,9 @@ def _fingerprint(command: SendCommand) -> str:
     return hashlib.sha256(orjson.dumps(fields)).hexdigest()
 
 
-async def _resolve_later(gw: Gateway, client: Client, fingerprint: str, unknown: StoreOutcomeUnknown) -> None:
-    """Keep asking whether a send answered "outcome unknown" was stored; if so, its retry gets its smsID."""
-    for _ in range(keys.FACADE_RETRY_TTL // 5):
-        found = await gw.store.messages.resolve(unknown.message_id, unknown.deadline_ms, patience=5.0)
-        if found is None:
-            continue
-        if found is not False and found:
-            try:
-                await gw.store.messages.remember_facade_retry(
-                    client.name, fingerprint, unknown.message_id, found
-                )
-            except StoreUnavailable:
-                continue
-        log.info("facade.outcome_resolved", message_id=unknown.message_id, stored=found is not False)
-        return
-
-
 def _outcome_unknown() -> web.Response:
     message = "Service unavailable, outcome unknown: repeating this exact call is safe"
     return Refusal(99, message, 503).response({"Retry-After": "2"})
-
-
-def _resolve_in_background(
-    gw: Gateway, client: Client, fingerprint: str, unknown: StoreOutcomeUnknown
-) -> None:
-    retry_key = keys.facade_retry(client.name, fingerprint)
-    task = asyncio.create_task(_resolve_later(gw, client, fingerprint, unknown))
-    gw.tasks.add(task)
-    gw.unresolved[retry_key] = task
-    task.add_done_callback(gw.tasks.discard)
-    task.add_done_callback(lambda done: _forget(gw, retry_key, done))
-
-
-def _forget(gw: Gateway, retry_key: str, task: asyncio.Task[None]) -> None:
-    if gw.unresolved.get(retry_key) is task:
-        del gw.unresolved[retry_key]
-
-
-async def _verdict_known(gw: Gateway, retry_key: str) -> bool:
-    """A retry of a send this process answered "outcome unknown" waits (a little) for its verdict: sent on at
-    once, it would race the resolver and could store the message a second time. False: still unknown."""
-    pending = gw.unresolved.get(retry_key)
-    if pending is None:
-        return True
-    done, _ = await asyncio.wait({pending}, timeout=2 * gw.settings.redis_timeout)
-    return bool(done)
 
 
 @routes.route("*", "/v1/sms/send")
@@ -243,24 +200,22 @@ async def send(request: web.Request) -> web.Response:
         params = await _params(request)
         client = await _client(request, params, rate=False)
         command = _send_command(request, client, params)
-        fingerprint = _fingerprint(command)
         key = idempotency(request.headers.get(HEADER), client, "facade", params)
-        retry_key = keys.facade_retry(client.name, fingerprint)
-        if not await _verdict_known(gw, retry_key):  # still not known: stay unknown, never risk a second copy
-            return _outcome_unknown()
+        retry_key = None if key else keys.facade_retry(client.name, _fingerprint(command))
         done = await submit(gw, client, command, idempotency=key, facade=True, facade_retry=retry_key)
     except Refusal as refusal:
         retry = {"Retry-After": "1"} if refusal.http_status == 429 else None
         return refusal.response(retry)
-    except StoreOutcomeUnknown as unknown:
+    except StoreOutcomeUnknown:
         request[REDIS_ERROR] = True
-        _resolve_in_background(gw, client, fingerprint, unknown)
         return _outcome_unknown()
     except StoreUnavailable:
         request[REDIS_ERROR] = True
         return Refusal(99, "Service unavailable, nothing was accepted", 503).response({"Retry-After": "1"})
     except ProblemError as problem:
         return Refusal(99, problem.detail, problem.status).response(problem.headers)
+    if retry_key is not None:  # the caller hears a definite answer: the same call from now on is a new send
+        await gw.store.messages.facade_answered(retry_key)
     message_id = done.message_id if isinstance(done, Replayed) else done.view.meta.id
     request[MESSAGE_ID] = message_id
     return json_response({"statusID": 0, "smsID": done.facade_id, "message": "Success"})

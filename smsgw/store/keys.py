@@ -28,7 +28,8 @@ Data model (one message = one hash; everything a script decides for a message li
     smsgw:idem:{client}:{scope}:{hash}  string  idempotency record (EX IDEMPOTENCY_TTL)
     smsgw:facade:seq            string counter behind the integer smsIDs of the uBill facade (one key)
     smsgw:facade:{n}            string facade smsID -> message id (expires with the message)
-    smsgw:facade-retry:{client}:{fp}  string  facade smsID of a send answered "outcome unknown" (EX)
+    smsgw:facade-retry:{client}:{fp}  string  "{id}|{smsID}" of a facade call not yet answered for certain
+                                       (EX FACADE_RETRY_TTL; deleted once the gateway's answer is definite)
     smsgw:rate:{second}         hash   uBill dispatch counters of one second, all workers (PX RATE_WINDOW_TTL)
     smsgw:demand:{lane}         string set while a lane waits for uBill capacity (PX DEMAND_TTL)
     smsgw:client-rate:{client}  string GCRA state of one client's request limit (PX, self-expiring)
@@ -78,7 +79,7 @@ BRANDS: Final = PREFIX + "brands"
 
 IDEMPOTENCY_TTL: Final = 86_400  # the contract's 24 h
 IDEMPOTENCY_PENDING_TTL: Final = 60  # a verification's key reserved while its SMS is being stored
-FACADE_RETRY_TTL: Final = 600  # a uBill client's retry after "outcome unknown" is recognised this long
+FACADE_RETRY_TTL: Final = 600  # a facade call with no definite answer yet: its repeat is recognised this long
 SMS_ID_TTL: Final = 7 * 86_400  # callbacks and reports for an smsID come within days
 UNSETTLED_TTL: Final = 2 * 86_400  # unknown outcomes may still be settled by a late callback
 WAKE_CAP: Final = 64  # nudges kept per lane: enough to wake every idle worker, never a growing list
@@ -191,6 +192,7 @@ LUA_CONSTANTS: Final[dict[str, str | int]] = {
     "DEAD": DEAD,
     "FACADE_SEQ": FACADE_SEQ,
     "IDEMPOTENCY_TTL": IDEMPOTENCY_TTL,
+    "FACADE_RETRY_TTL": FACADE_RETRY_TTL,
     "SMS_ID_TTL": SMS_ID_TTL,
     "UNSETTLED_TTL": UNSETTLED_TTL,
     "WAKE_CAP": WAKE_CAP,

@@ -246,14 +246,15 @@ class Messages:
             message_id = await self._redis.get(keys.facade(sms_id))
         return await self.view(str(message_id)) if message_id else None
 
-    async def remember_facade_retry(
-        self, client: str, fingerprint: str, message_id: str, facade_id: int
-    ) -> None:
-        """A facade send answered "outcome unknown" turned out stored: its retry gets the same smsID."""
-        with translated():
-            await self._redis.set(
-                keys.facade_retry(client, fingerprint), f"{message_id}|{facade_id}", ex=keys.FACADE_RETRY_TTL
-            )
+    async def facade_answered(self, retry_key: str) -> bool:
+        """A facade call was answered for certain: an identical call from now on is a new send, not its
+        retry (``lua/accept.lua``). False when Redis could not be told: the mark then lives out its TTL."""
+        try:
+            with translated():
+                await self._redis.delete(retry_key)
+        except StoreUnavailable:
+            return False
+        return True
 
     async def client_allowed(self, limit: ClientLimit) -> int:
         """0 when the client may make one more call now, else the ms to wait (calls other than sends)."""

@@ -14,14 +14,16 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
 from smsgw.devtools.redis import EmbeddedRedis
+from smsgw.gateway.app import create_app
 from smsgw.store.scripts import source
 from tests.faults.proxy import RedisProxy
 from tests.faults.support import callback, within, worker
 from tests.faults.ubill_gate import UbillGate
-from tests.harness import TOKENS, Stack, astop
+from tests.harness import TOKENS, Stack, astop, serve
 
 PROGRESSED = {"submitted", "sent", "pending", "delivered"}
 TIMEOUT = "0.5"  # SMSGW_REDIS_TIMEOUT of the gateway
@@ -171,13 +173,15 @@ async def test_a_facade_client_retrying_after_a_late_reply_does_not_send_twice(
     assert sent <= 1, f"uBill got the number {sent} times after a facade client's retry; answers: {answers}"
 
 
-async def test_a_facade_retry_sent_before_the_verdict_is_known_stays_unknown(
-    redis: Redis, redis_server: EmbeddedRedis, tmp_path: Path
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["same-gateway", "another-gateway"])
+async def test_a_facade_repeat_after_outcome_unknown_gets_the_original_smsid(
+    redis: Redis, redis_server: EmbeddedRedis, tmp_path: Path, elsewhere: bool
 ) -> None:
     """Every reply is held past the deadline: the send (stored by Redis) and its find-out go unanswered, so
-    the facade answers "outcome unknown". Redis then answers sends again but still not the gateway's find-outs
-    (they stay held): a retry of the same call must not store the message a second time while the verdict on
-    the first is unknown. Once find-outs are answered too, the retry gets the original smsID."""
+    the facade answers "outcome unknown". Redis then answers sends again but still not find-outs, so the
+    gateway that answered never learns the verdict. The uBill client repeats the call, to the same gateway
+    or (through a balancer) to another process that never heard of the first: either way the repeat must
+    get the original smsID, and uBill the number once."""
     number = "995591600002"
     marker = f"facade{secrets.token_hex(4)}"
     params = {"key": TOKENS["auth"], "brandID": "1", "numbers": number, "text": f"Parcel ready ({marker})"}
@@ -187,32 +191,53 @@ async def test_a_facade_retry_sent_before_the_verdict_is_known_stays_unknown(
         RedisProxy(redis_server.port) as proxy,
         Stack(proxy.url, env=_late_env(), worker=False) as stack,
     ):
+        runner, other_url = await serve(
+            create_app(stack.settings)
+        )  # its own pool and memory: a process apart
         proc, _log = worker(stack, tmp_path, SMSGW_REDIS_URL=redis_server.url)
         try:
-            warm = {**params, "numbers": "995591600003"}  # a pooled connection, so the send reaches Redis
-            async with stack.http.get(f"{stack.url}/v1/sms/send", params=warm) as response:
-                assert response.status == 200
+            for url in (stack.url, other_url):  # pooled connections, so the sends reach Redis
+                warm = {**params, "numbers": "995591600003", "text": f"Warm {url}"}
+                async with stack.http.get(f"{url}/v1/sms/send", params=warm) as response:
+                    assert response.status == 200
             proxy.delay_replies(3.0)
-            for attempt in range(6):
-                async with stack.http.get(f"{stack.url}/v1/sms/send", params=params) as response:
+            for attempt in range(4):
+                url = other_url if elsewhere and attempt else stack.url
+                async with stack.http.get(f"{url}/v1/sms/send", params=params) as response:
                     answers.append((response.status, await response.json(content_type=None)))
                 if answers[-1][0] == 200:
                     break
-                if attempt == 0:  # sends are answered again at once, find-outs only after the second call
-                    proxy.delay_replies(3.0, when_request_contains=findout)
-                else:
-                    proxy.no_delay()
+                proxy.delay_replies(3.0, when_request_contains=findout)  # the first gateway never finds out
             await within(lambda: _all_reached(stack, [number]), timeout=20)
             await asyncio.sleep(2)
         finally:
             await astop(proc)
+            await runner.cleanup()
         sent = await _sent_count(stack, number)
         stored = [k async for k in redis.scan_iter("smsgw:msg:*")]
+    warmed = 2  # one call through each gateway
     assert answers[0][0] == 503 and "outcome unknown" in answers[0][1]["message"], f"no fault: {answers}"
-    assert answers[1][0] == 503, f"a retry while the verdict was unknown was answered {answers[1]}"
-    assert len(stored) == 2, f"a retry stored the message again: {len(stored) - 1} copies; answers {answers}"
-    assert answers[-1][0] == 200 and answers[-1][1]["smsID"] == 2, f"not the original smsID: {answers}"
+    assert len(stored) == warmed + 1, f"a repeat stored the call again: {len(stored)} messages; {answers}"
+    assert answers[-1][0] == 200 and answers[-1][1]["smsID"] == warmed + 1, f"not the original: {answers}"
     assert sent == 1, f"uBill got the number {sent} times"
+
+
+async def test_a_facade_call_repeated_after_a_definite_answer_is_a_new_send(
+    redis: Redis, redis_url: str
+) -> None:
+    """The fingerprint that recognises a repeat lives only until the caller has a definite answer: the same
+    call made again afterwards (a second reminder with the same text) is sent again."""
+    params = {"key": TOKENS["auth"], "brandID": "1", "numbers": "995591600004", "text": "Reminder: 10:00"}
+    async with Stack(redis_url, worker=False) as stack:
+        ids = []
+        for _ in range(2):
+            async with stack.http.get(f"{stack.url}/v1/sms/send", params=params) as response:
+                body = await response.json(content_type=None)
+            assert response.status == 200 and body["statusID"] == 0, body
+            ids.append(body["smsID"])
+        marks = [k async for k in redis.scan_iter("smsgw:facade-retry:*")]
+    assert ids[0] != ids[1], f"a new call after a definite answer was taken for a repeat: {ids}"
+    assert not marks, f"fingerprints left after definite answers: {marks}"
 
 
 # --- Break 4 -------------------------------------------------------------------------------------------

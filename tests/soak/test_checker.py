@@ -143,6 +143,33 @@ def test_an_unkeyed_retry_after_a_timeout_is_the_callers_choice() -> None:
     assert verdict.failures == {}
 
 
+def _facade_repeat(first: Attempt) -> Any:
+    """A facade call whose first attempt got ``first``, repeated and answered an smsID: two messages."""
+    world = World()
+    record = world.send(first, Attempt(T0 + 2, T0 + 2.1, 200, status_id=0, facade_id="7"), retry="unkeyed")
+    record.kind = "facade-get"
+    world.message("m1", T0 + 1.2, **{N: "delivered"})
+    world.events("m1", N, "dispatching", "submitted", "sent", "delivered")
+    delivered(world, "m2", T0 + 2.05)
+    world.ubill(N, T0 + 1.6)
+    world.ubill(N, T0 + 2.2)
+    return world.verdict()
+
+
+def test_a_facade_repeat_after_outcome_unknown_stored_twice_is_the_products_duplicate() -> None:
+    unknown = Attempt(T0 + 1, T0 + 1.5, 503, problem="outcome unknown: repeating this exact call is safe")
+    unknown.retry_after = "2"
+    verdict = _facade_repeat(unknown)
+    assert verdict.failures == {"duplicated": 1}
+    assert any("facade call repeated" in r for r in verdict.reasons["duplicated"])
+
+
+def test_a_facade_repeat_after_no_answer_stored_twice_is_the_callers_choice() -> None:
+    verdict = _facade_repeat(Attempt(T0 + 1, T0 + 1.5, None, error="timeout"))
+    assert verdict.rows["all"]["dup_caller_retry"] == 1
+    assert verdict.failures == {}
+
+
 def test_a_plain_503_for_a_stored_message_breaks_the_contract_and_its_retry_duplicates() -> None:
     world = World()
     refused = Attempt(T0 + 1, T0 + 1.5, 503, problem=PROBLEMS + "unavailable", retry_after="1")

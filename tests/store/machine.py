@@ -89,7 +89,8 @@ MAX_MESSAGES = 6
 RECONCILE_MAX_DELAY_MS = 6 * 3_600_000
 ADVANCES_MS = (10_000, 31_000, 61_000, 300_000, 3_600_000, 2 * 86_400_000 + 60_000)
 INDEX = st.integers(0, 30)
-CLIENT_ACTIONS = ["accept"] * 3 + ["again"] * 2 + ["facade-retry", "cancel", "cancel-other", "replay-dead"]
+CLIENT_ACTIONS = ["accept"] * 3 + ["again"] * 2
+CLIENT_ACTIONS += ["facade-retry", "facade-answered", "cancel", "cancel-other", "replay-dead"]
 CODES = st.sampled_from([0, 1, 2, 3, 4])
 CALLS = st.sampled_from(["accept"] * 3 + list(BEHAVIOURS))  # mostly the usual answer
 
@@ -146,6 +147,12 @@ class Stored:
     client: str
     lane: str
     facade_id: int | None
+    retry_key: str | None = None  # a facade call's fingerprint mark, while its answer is not definite
+    mark_until: int = 0  # (virtual ms) when the mark expires; 0: removed
+
+    @property
+    def marked(self) -> bool:
+        return CLOCK.ms < self.mark_until
 
 
 @dataclass
@@ -284,16 +291,19 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(action=st.sampled_from(CLIENT_ACTIONS), request=REQUESTS, i=INDEX)
     def client(self, action: str, request: Request, i: int) -> None:
         """What callers and admins do: ``accept``; ``again``: a caller's retry of an earlier request (a new
-        message id, as the gateway makes one per request); ``facade-retry``: a uBill client's retry of a send
-        answered "outcome unknown" that was stored; ``cancel``, ``cancel-other`` (another client's id);
+        message id, as the gateway makes one per request); ``facade-retry``: a uBill client repeats a facade
+        call (its original while the first answer was not definite, else a new send); ``facade-answered``: the
+        gateway gave a facade call a definite answer; ``cancel``, ``cancel-other`` (another client's id);
         ``replay-dead``: an admin replays a dead letter. An action that cannot apply does nothing."""
         full = len(self.stored) >= MAX_MESSAGES
         if action == "accept" and not full:
             self.accept(request)
         elif action == "again" and self.requests and not full:
             self._send(self.requests[i % len(self.requests)])
-        elif action == "facade-retry" and any(s.facade_id for s in self.stored.values()):
+        elif action == "facade-retry" and self._facade_calls() and not full:
             self.facade_retry(i)
+        elif action == "facade-answered" and any(s.marked for s in self.stored.values()):
+            self.facade_answered(i)
         elif action.startswith("cancel") and self.stored:
             self.cancel(i, wrong_client=action == "cancel-other")
         elif action == "replay-dead" and self._dead_units():
@@ -305,15 +315,23 @@ class StoreMachine(RuleBasedStateMachine):
         self.requests.append(request)
         self._send(request)
 
+    def _facade_calls(self) -> list[Stored]:
+        return [s for s in self.stored.values() if s.retry_key]
+
     def facade_retry(self, i: int) -> None:
-        facades = [s for s in self.stored.values() if s.facade_id]
-        first = facades[i % len(facades)]
-        fingerprint = f"fp-{first.id}"
-        self.run(
-            self.messages.remember_facade_retry(first.client, fingerprint, first.id, first.facade_id or 0)
-        )
+        calls = self._facade_calls()
+        first = calls[i % len(calls)]
         request = Request(first.client, first.lane, (NUMBERS[0],), facade=True)
-        self._send(request, retry_key=keys.facade_retry(first.client, fingerprint), retry_of=first)
+        self._send(request, retry_key=first.retry_key, retry_of=first if first.marked else None)
+
+    def facade_answered(self, i: int) -> None:
+        marked = [s for s in self.stored.values() if s.marked]
+        answered = marked[i % len(marked)]
+        self._begin(Step("quiet"))
+        assert answered.retry_key is not None
+        assert self.run(self.messages.facade_answered(answered.retry_key))
+        answered.mark_until = 0
+        event("facade: answered")
 
     def _send(
         self, request: Request, *, retry_key: str | None = None, retry_of: Stored | None = None
@@ -336,6 +354,8 @@ class StoreMachine(RuleBasedStateMachine):
         if request.key is not None:
             idem = Idempotency(request.client, request.scope, request.key, request.body)
         recorded = self._idempotency_record(idem) if idem is not None else None
+        if request.facade and idem is None and retry_key is None:  # the gateway's fingerprint of the call
+            retry_key = keys.facade_retry(request.client, f"fp-{message_id}")
         outcome = self.run(
             self.messages.accept(
                 message,
@@ -372,7 +392,11 @@ class StoreMachine(RuleBasedStateMachine):
         stored = self.run(self.messages.view(message_id))
         # The 202 answers from what was written, without reading it back: it must show what a read shows.
         assert stored is not None and outcome.view.resource() == stored.resource()
-        self.stored[message_id] = Stored(message_id, request.client, request.lane, fid)
+        if retry_key is not None:  # the mark now names this message (a repeat after a definite answer)
+            for other in self.stored.values():
+                other.mark_until = 0 if other.retry_key == retry_key else other.mark_until
+        until = now + keys.FACADE_RETRY_TTL * 1000 if retry_key is not None else 0
+        self.stored[message_id] = Stored(message_id, request.client, request.lane, fid, retry_key, until)
         if idem is not None:
             expires = now + keys.IDEMPOTENCY_TTL * 1000
             self.idempotency[(request.client, request.scope, idem.key_hash)] = (

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from smsgw.devtools.redis import EmbeddedRedis
@@ -30,6 +30,7 @@ def _profile(examples: int, steps: int, *, derandomize: bool) -> settings:
         max_examples=examples,
         stateful_step_count=steps,
         derandomize=derandomize,
+        phases=[Phase.explicit, Phase.generate] if os.environ.get("NO_SHRINK") else list(Phase),
         deadline=None,
         database=None,  # nothing written into the work tree: a failure prints its reproduction
         print_blob=True,

@@ -2,7 +2,7 @@
 -- message hash, its units' lane timers and a wake-up, written together or not at all.
 -- ARGV[1] JSON {id, lane, ttl (s), deadline (ms, Redis clock), f: [field, value, ...], t: [[member, score], ...],
 --               rate: [key, rate, burst] | null, idem: [key, body hash, record] | null,
---               retry: key | null (facade retry fingerprint), facade: bool, exists: bool (check the id)}
+--               retry: key | null (the facade call's fingerprint), facade: bool, exists: bool (check the id)}
 -- (one JSON argument instead of thousands: packing arguments is the client's most expensive step)
 -- Returns
 --   {1, facade_id or ''}        written
@@ -11,7 +11,10 @@
 --   {-2, retry_after_ms}        the client is over its rate
 --   {-3}                        Idempotency-Key used with another body
 --   {2, message_id, code, facade_id, field, value, ...}   Idempotency-Key replay (fields: [] if gone)
---   {3, message_id, facade_id}  a facade retry of a send answered "outcome unknown" that was stored
+--   {3, message_id, facade_id}  the same facade call again, before the first one's answer was confirmed heard
+-- A facade call leaves its fingerprint (retry) pointing at what it stored, in this same script, until the gateway
+-- has given a definite answer (Messages.facade_answered deletes it): an identical call meanwhile is a uBill
+-- client's retry after "outcome unknown", a cut connection or a killed gateway, whichever process it reaches.
 -- The deadline is when the gateway stops waiting: a script that a stalled Redis runs only after it (a long
 -- fsync, a paused process) must write nothing, so that the gateway's find-out (findout.lua) is definitive.
 local a = cjson.decode(ARGV[1])
@@ -35,7 +38,6 @@ end
 if a.retry ~= cjson.null and a.retry ~= nil then
   local v = redis.call('GET', a.retry)
   if v then
-    redis.call('DEL', a.retry)
     local message_id, fid = string.match(v, '^([^|]*)|(.*)$')
     return {3, message_id, fid}
   end
@@ -58,6 +60,9 @@ if a.facade then
   redis.call('HSET', key, 'fid', facade_id)
 end
 redis.call('EXPIRE', key, a.ttl)
+if a.retry ~= cjson.null and a.retry ~= nil then
+  redis.call('SET', a.retry, a.id .. '|' .. facade_id, 'EX', C.FACADE_RETRY_TTL)
+end
 if idem then redis.call('SET', idem[1], idem[3] .. '|' .. facade_id, 'EX', C.IDEMPOTENCY_TTL) end
 local wake = P.wake .. a.lane
 if redis.call('LLEN', wake) < C.WAKE_CAP then redis.call('LPUSH', wake, '1') end
