@@ -186,6 +186,13 @@ def _fingerprint(command: SendCommand) -> str:
     return hashlib.sha256(orjson.dumps(fields)).hexdigest()
 
 
+def _caller_waiting(request: web.Request) -> bool:
+    """Whether the caller can still hear this answer: one that gave up (timeout, cut) will repeat the call,
+    and the repeat must find the call's fingerprint."""
+    transport = request.transport
+    return transport is not None and not transport.is_closing()
+
+
 def _outcome_unknown() -> web.Response:
     message = "Service unavailable, outcome unknown: repeating this exact call is safe"
     return Refusal(99, message, 503).response({"Retry-After": "2"})
@@ -214,9 +221,9 @@ async def send(request: web.Request) -> web.Response:
         return Refusal(99, "Service unavailable, nothing was accepted", 503).response({"Retry-After": "1"})
     except ProblemError as problem:
         return Refusal(99, problem.detail, problem.status).response(problem.headers)
-    if retry_key is not None:  # the caller hears a definite answer: the same call from now on is a new send
-        await gw.store.messages.facade_answered(retry_key)
     message_id = done.message_id if isinstance(done, Replayed) else done.view.meta.id
+    if retry_key is not None and _caller_waiting(request):  # a definite answer: the same call is new from now
+        await gw.store.messages.facade_answered(retry_key, message_id, done.facade_id)
     request[MESSAGE_ID] = message_id
     return json_response({"statusID": 0, "smsID": done.facade_id, "message": "Success"})
 

@@ -42,7 +42,6 @@ from smsgw.gateway.submit import submit
 from smsgw.phones import mask
 from smsgw.segments import count_segments
 from smsgw.settings import Client
-from smsgw.store import keys
 from smsgw.store.events import stream_minid
 from smsgw.store.records import new_message_id
 from smsgw.store.verifications import Verifications
@@ -195,6 +194,24 @@ def _refused(
     raise problem
 
 
+async def _replay_inflight(
+    request: web.Request, verify: Verifier, client: Client, record_key: str, digest: str, verification_id: str
+) -> web.Response:
+    """The key's create has not finished: still running, or answered "outcome unknown" (its SMS stored or
+    not). Once the SMS is stored the create has happened: finish the key and answer it; until then, 409."""
+    gw = request.app[GATEWAY]
+    existing = await verify.store.load(verification_id)
+    if (
+        existing is None
+        or existing.client != client.name
+        or not await gw.store.messages.exists(existing.message_id)
+    ):
+        raise Conflict("a request with this Idempotency-Key is still being processed")
+    await verify.store.finish_idempotency(record_key, digest, verification_id)
+    request[MESSAGE_ID] = existing.message_id
+    return json_response(existing.resource(now_ms()), status=201)
+
+
 @routes.post("/v1/verifications")
 async def start_verification(request: web.Request) -> web.Response:
     gw, verify, client = request.app[GATEWAY], request.app[VERIFY], client_of(request)
@@ -227,7 +244,7 @@ async def start_verification(request: web.Request) -> web.Response:
         "now": now,
         "ea": new.expires_ms,
         "digest": digest,
-        "idem_ttl": keys.IDEMPOTENCY_PENDING_TTL,
+        "idem_ttl": start.ttl_s,  # reserved while its code may still arrive: no second one meanwhile
         "safe": safe,
         "lim": limits.window_args(cfg),
         "g": limits.guard_args(cfg),
@@ -244,7 +261,7 @@ async def start_verification(request: web.Request) -> web.Response:
         request[MESSAGE_ID] = existing.message_id
         return json_response(existing.resource(now_ms()), status=201)
     if kind == "inflight":
-        raise Conflict("a request with this Idempotency-Key is still being processed")
+        return await _replay_inflight(request, verify, client, record_key, digest, str(result[1]))
     if kind == "mismatch":
         raise ValidationFailed(
             [{"field": "Idempotency-Key", "message": "already used with a different request body"}]

@@ -78,7 +78,6 @@ BALANCE: Final = PREFIX + "balance"
 BRANDS: Final = PREFIX + "brands"
 
 IDEMPOTENCY_TTL: Final = 86_400  # the contract's 24 h
-IDEMPOTENCY_PENDING_TTL: Final = 60  # a verification's key reserved while its SMS is being stored
 FACADE_RETRY_TTL: Final = 600  # a facade call with no definite answer yet: its repeat is recognised this long
 SMS_ID_TTL: Final = 7 * 86_400  # callbacks and reports for an smsID come within days
 UNSETTLED_TTL: Final = 2 * 86_400  # unknown outcomes may still be settled by a late callback

@@ -215,6 +215,10 @@ class Messages:
             await asyncio.sleep(min(1.0, int(answer[1]) / 1000))
         return None
 
+    async def exists(self, message_id: str) -> bool:
+        with translated():
+            return bool(await self._redis.exists(keys.message(message_id)))
+
     async def view(self, message_id: str) -> MessageView | None:
         with translated():
             fields: dict[str, str] = await self._redis.hgetall(keys.message(message_id))  # type: ignore[misc]
@@ -246,12 +250,14 @@ class Messages:
             message_id = await self._redis.get(keys.facade(sms_id))
         return await self.view(str(message_id)) if message_id else None
 
-    async def facade_answered(self, retry_key: str) -> bool:
+    async def facade_answered(self, retry_key: str, message_id: str, facade_id: int | None) -> bool:
         """A facade call was answered for certain: an identical call from now on is a new send, not its
         retry (``lua/accept.lua``). False when Redis could not be told: the mark then lives out its TTL."""
         try:
             with translated():
-                await self._redis.delete(retry_key)
+                await self._scripts.facade_answered(
+                    keys=[retry_key], args=[f"{message_id}|{facade_id or ''}"]
+                )
         except StoreUnavailable:
             return False
         return True

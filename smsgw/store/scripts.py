@@ -53,6 +53,7 @@ def source(name: str) -> str:
 class Scripts:
     accept: AsyncScript
     findout: AsyncScript
+    facade_answered: AsyncScript
     cancel: AsyncScript
     take: AsyncScript
     settle: AsyncScript

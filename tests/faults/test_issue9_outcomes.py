@@ -240,6 +240,48 @@ async def test_a_facade_call_repeated_after_a_definite_answer_is_a_new_send(
     assert not marks, f"fingerprints left after definite answers: {marks}"
 
 
+async def test_a_verification_retried_while_its_first_answer_is_late_gets_the_same_verification(
+    redis: Redis, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """A create with an Idempotency-Key whose code SMS was stored but whose answer is held past the deadline;
+    the caller retries with the same key meanwhile. The retry must answer the same verification (its SMS is
+    stored, so the create happened), not 409, and never a second verification or a second SMS."""
+    number = "995591600010"
+    accept = hashlib.sha1(source("accept").encode()).hexdigest()
+    body = {"to": number}
+    headers = {"Idempotency-Key": f"signup-{secrets.token_hex(4)}"}
+    async with (
+        RedisProxy(redis_server.port) as proxy,
+        Stack(proxy.url, env=_late_env(), worker=False) as stack,
+    ):
+        proc, _log = worker(stack, tmp_path, SMSGW_REDIS_URL=redis_server.url)
+
+        async def create() -> tuple[int, Any]:
+            url = f"{stack.url}/v1/verifications"
+            async with stack.http.post(url, json=body, headers={**stack.auth(), **headers}) as response:
+                return response.status, await response.json(content_type=None)
+
+        try:
+            warm = await stack.send({"to": "995591600011", "text": "warm"})  # pooled connections
+            assert warm["id"]
+            proxy.delay_replies(LATE, when_request_contains=accept)
+            first = asyncio.create_task(create())
+            await asyncio.sleep(0.3)  # the first create's SMS is stored; its answer is still held
+            proxy.no_delay()
+            retry = await create()
+            first_answer = await first
+            await within(lambda: _all_reached(stack, [number]), timeout=20)
+            await asyncio.sleep(1)
+        finally:
+            await astop(proc)
+        sent = await _sent_count(stack, number)
+    assert proxy.delayed >= 1, "the proxy delayed nothing: the fault did not happen"
+    assert retry[0] == 201, f"the retry while the first was late: {retry}; first: {first_answer}"
+    if first_answer[0] == 201:
+        assert first_answer[1]["id"] == retry[1]["id"], (first_answer, retry)
+    assert sent == 1, f"uBill got the code's number {sent} times"
+
+
 # --- Break 4 -------------------------------------------------------------------------------------------
 
 

@@ -89,8 +89,7 @@ MAX_MESSAGES = 6
 RECONCILE_MAX_DELAY_MS = 6 * 3_600_000
 ADVANCES_MS = (10_000, 31_000, 61_000, 300_000, 3_600_000, 2 * 86_400_000 + 60_000)
 INDEX = st.integers(0, 30)
-CLIENT_ACTIONS = ["accept"] * 3 + ["again"] * 2
-CLIENT_ACTIONS += ["facade-retry", "facade-answered", "cancel", "cancel-other", "replay-dead"]
+CLIENT_ACTIONS = ["accept"] * 3 + ["again"] * 2 + ["facade", "cancel", "cancel-other", "replay-dead"]
 CODES = st.sampled_from([0, 1, 2, 3, 4])
 CALLS = st.sampled_from(["accept"] * 3 + list(BEHAVIOURS))  # mostly the usual answer
 
@@ -291,19 +290,17 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(action=st.sampled_from(CLIENT_ACTIONS), request=REQUESTS, i=INDEX)
     def client(self, action: str, request: Request, i: int) -> None:
         """What callers and admins do: ``accept``; ``again``: a caller's retry of an earlier request (a new
-        message id, as the gateway makes one per request); ``facade-retry``: a uBill client repeats a facade
-        call (its original while the first answer was not definite, else a new send); ``facade-answered``: the
-        gateway gave a facade call a definite answer; ``cancel``, ``cancel-other`` (another client's id);
+        message id, as the gateway makes one per request); ``facade``: a uBill client repeats a facade
+        call (its original while the first answer was not definite, else a new send), or the gateway gives a
+        facade call a definite answer; ``cancel``, ``cancel-other`` (another client's id);
         ``replay-dead``: an admin replays a dead letter. An action that cannot apply does nothing."""
         full = len(self.stored) >= MAX_MESSAGES
         if action == "accept" and not full:
             self.accept(request)
         elif action == "again" and self.requests and not full:
             self._send(self.requests[i % len(self.requests)])
-        elif action == "facade-retry" and self._facade_calls() and not full:
-            self.facade_retry(i)
-        elif action == "facade-answered" and any(s.marked for s in self.stored.values()):
-            self.facade_answered(i)
+        elif action == "facade" and self._facade_calls() and not full:
+            (self.facade_retry if i % 3 else self.facade_answered)(i // 3)
         elif action.startswith("cancel") and self.stored:
             self.cancel(i, wrong_client=action == "cancel-other")
         elif action == "replay-dead" and self._dead_units():
@@ -321,17 +318,24 @@ class StoreMachine(RuleBasedStateMachine):
     def facade_retry(self, i: int) -> None:
         calls = self._facade_calls()
         first = calls[i % len(calls)]
+        holder = next((s for s in calls if s.retry_key == first.retry_key and s.marked), None)
         request = Request(first.client, first.lane, (NUMBERS[0],), facade=True)
-        self._send(request, retry_key=first.retry_key, retry_of=first if first.marked else None)
+        self._send(request, retry_key=first.retry_key, retry_of=holder)
 
     def facade_answered(self, i: int) -> None:
-        marked = [s for s in self.stored.values() if s.marked]
-        answered = marked[i % len(marked)]
+        """Any facade call's answer, late or not: it removes the mark only while the mark still names it."""
+        calls = self._facade_calls()
+        answered = calls[i % len(calls)]
         self._begin(Step("quiet"))
         assert answered.retry_key is not None
-        assert self.run(self.messages.facade_answered(answered.retry_key))
+        holders = [s for s in calls if s.retry_key == answered.retry_key and s.marked]
+        assert self.run(self.messages.facade_answered(answered.retry_key, answered.id, answered.facade_id))
         answered.mark_until = 0
-        event("facade: answered")
+        assert all(h.marked for h in holders if h is not answered)
+        mark = self.cmd(self.redis.get(answered.retry_key))
+        still = [h for h in holders if h is not answered]
+        assert (mark is not None) == bool(still), (mark, still)
+        event("facade: answered" if answered in holders else "facade: answered late")
 
     def _send(
         self, request: Request, *, retry_key: str | None = None, retry_of: Stored | None = None

@@ -3,7 +3,7 @@
 -- KEYS[6] guard started   KEYS[7] guard approved   KEYS[8] block   KEYS[9] blocks zset   KEYS[10] expiries
 -- ARGV[1] JSON {id, now, ea, digest, idem_ttl, safe, lim: [[count, window_ms] x3], g: [min_started,
 --               min_conversion, window_ms, block_ms], prefix, f: [field, value, ...], ttl (seconds)}
--- Returns {'ok', started, approved} | {'replay', id} | {'mismatch'} | {'inflight'} | {'exists'}
+-- Returns {'ok', started, approved} | {'replay', id} | {'mismatch'} | {'inflight', id} | {'exists'}
 --       | {'blocked', ms} | {'limited', which, ms} | {'guard', ms, started, approved} (a new block)
 local a = cjson.decode(ARGV[1])
 local now = a.now
@@ -12,7 +12,7 @@ if KEYS[2] ~= '' then
   if v then
     local state, hash, id = string.match(v, '^([^|]*)|([^|]*)|?([^|]*)')
     if hash ~= a.digest then return {'mismatch'} end
-    if state == 'pending' then return {'inflight'} end
+    if state == 'pending' then return {'inflight', id} end
     return {'replay', id}
   end
 end
