@@ -37,6 +37,9 @@ _OUTAGE_CLASSES: dict[type[Exception], str] = {
     redis.exceptions.BusyLoadingError: "LOADING",
     redis.exceptions.TryAgainError: "TRYAGAIN",
     redis.exceptions.ClusterDownError: "CLUSTERDOWN",
+    # A script Redis does not have even after redis-py re-loaded it: a failover switched servers between the
+    # load and the call. It did not run, so it is an outage to retry, not a bug.
+    redis.exceptions.NoScriptError: "NOSCRIPT",
 }
 
 
