@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from smsgw.segments import count_segments
-from smsgw.store.records import NewMessage, new_message_id
+from smsgw.store.records import MessageView, NewMessage, new_message_id
 
 __all__ = [
     "DEFAULT_VALIDITY",
@@ -58,6 +58,22 @@ class SendCommand:
     reference: str | None = None
     sealed: bool = False
     billing: tuple[int, str] | None = None
+
+    @classmethod
+    def again(cls, view: MessageView, numbers: tuple[str, ...]) -> SendCommand:
+        """A stored message sent once more to ``numbers`` (a dead-letter replay): its text as stored (still
+        sealed if it was) and its original billing, with the lane's default validity from now."""
+        meta = view.meta
+        return cls(
+            numbers=numbers,
+            text=view.text,
+            brand_id=meta.brand_id,
+            lane=meta.lane,
+            stop_list=meta.stop_list,
+            reference=meta.reference,
+            sealed=view.sealed,
+            billing=(meta.segments, meta.encoding),
+        )
 
     @property
     def validity(self) -> int:

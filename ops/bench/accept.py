@@ -27,7 +27,7 @@ import statistics
 from typing import Any
 
 from ops.bench.harness import PROD_TOKEN, TOKEN, Bench
-from ops.bench.loadgen import LoadSpec, describe, pick_generator, run_load
+from ops.bench.loadgen import LoadSpec, describe, pick_generator
 from ops.bench.numbers import mobile_prefixes
 from ops.bench.procs import Proc
 from ops.bench.report import Row
@@ -52,27 +52,23 @@ async def _measure(
 ) -> dict[str, Any]:
     await bench.flush()
     if warmup:
-        await run_load(
+        await bench.load(
             generator,
             proc.url,
             spec,
             connections=CONNECTIONS,
             duration=warmup,
-            workdir=bench.workdir,
-            cpus=bench.load_cpus,
         )
         await asyncio.sleep(0.3)
     cpu_before = proc.cpu_seconds()
     counters = await bench.redis_counters()
     redis_cpu = bench.cpu_times()["redis"]
-    load = await run_load(
+    load = await bench.load(
         generator,
         proc.url,
         spec,
         connections=CONNECTIONS,
         duration=duration,
-        workdir=bench.workdir,
-        cpus=bench.load_cpus,
     )
     cpu = proc.cpu_seconds() - cpu_before
     return {

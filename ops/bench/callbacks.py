@@ -32,7 +32,7 @@ from typing import Any
 from ops.bench import otp
 from ops.bench.e2e import metric_sum, metrics_text
 from ops.bench.harness import CALLBACK_KEY, Bench
-from ops.bench.loadgen import LoadSpec, pick_generator, run_load
+from ops.bench.loadgen import LoadSpec, pick_generator
 from ops.bench.procs import Proc
 from ops.bench.report import Row, summary
 from smsgw.ubill import DATE_FORMAT, format_local
@@ -117,14 +117,12 @@ async def run(bench: Bench, generator: str) -> tuple[list[Row], dict[str, Any]]:
         cpu = bench.cpu_times()
         started = time.monotonic()
         flood = asyncio.create_task(
-            run_load(
+            bench.load(
                 generator,
                 gateway.url,
                 flood_spec,
                 connections=CONNECTIONS,
                 duration=seconds,
-                workdir=bench.workdir,
-                cpus=bench.load_cpus,
             )
         )
         await asyncio.sleep(0.3)  # the flood is on
@@ -145,14 +143,12 @@ async def run(bench: Bench, generator: str) -> tuple[list[Row], dict[str, Any]]:
         results["gateway"] = {**load.as_dict(), "outcomes": outcomes, "cpu_percent_of_core": shares}
 
         before = await metrics_text(bench, gateway)
-        paced = await run_load(
+        paced = await bench.load(
             generator,
             gateway.url,
             paced_spec,
             connections=CONNECTIONS,
             duration=seconds,
-            workdir=bench.workdir,
-            cpus=bench.load_cpus,
         )
         results["gateway_paced"] = {**paced.as_dict(), "outcomes": await _outcomes(bench, gateway, before)}
         bench.stop(worker.name)
@@ -161,14 +157,12 @@ async def run(bench: Bench, generator: str) -> tuple[list[Row], dict[str, Any]]:
         base_app = await bench.start_baseline_app(cpus=bench.server_cpus)
         for name, spec in (("baseline", flood_spec), ("baseline_paced", paced_spec)):
             results[name] = (
-                await run_load(
+                await bench.load(
                     generator,
                     base_app.url,
                     spec,
                     connections=CONNECTIONS,
                     duration=seconds,
-                    workdir=bench.workdir,
-                    cpus=bench.load_cpus,
                 )
             ).as_dict()
     finally:

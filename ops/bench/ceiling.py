@@ -24,7 +24,7 @@ from typing import Any
 
 from ops.bench.e2e import end_to_end
 from ops.bench.harness import BENCH_CLIENT_NAME, TOKEN, Bench
-from ops.bench.loadgen import LoadSpec, pick_generator, run_load
+from ops.bench.loadgen import LoadSpec, pick_generator
 from ops.bench.numbers import mobile_prefixes
 from ops.bench.redisstats import RedisWindow
 from ops.bench.report import Row
@@ -44,14 +44,13 @@ async def _baseline(bench: Bench, generator: str, seconds: float) -> dict[str, A
     window = RedisWindow(bench.redis, bench.redis_pid, bench.redis_server.data_dir, BENCH_CLIENT_NAME)
     try:
         await window.start()
-        load = await run_load(
+        load = await bench.load(
             generator,
             app.url,
             LoadSpec("messages", token=TOKEN, prefixes=mobile_prefixes()),
             connections=CONNECTIONS * processes(),
             duration=seconds,
-            workdir=bench.workdir,
-            cpus=None,
+            pinned=False,
         )
         cost = await window.stop(load.requests)
     finally:

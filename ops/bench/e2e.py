@@ -12,12 +12,14 @@ settle, both callbacks and their events, plus the processes' periodic duties ove
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ops.bench.harness import BENCH_CLIENT_NAME, CALLBACK_KEY, PROD_TOKEN, Bench
-from ops.bench.loadgen import LoadSpec, run_load
+from ops.bench.loadgen import LoadSpec
 from ops.bench.numbers import mobile_prefixes
 from ops.bench.procs import Proc, wait_http
 from ops.bench.redisstats import RedisWindow
@@ -75,129 +77,95 @@ async def end_to_end(
 ) -> dict[str, Any]:
     """Run the load, wait for every callback, and return what it cost (see ``RedisWindow``).
     ``product_root``: run the gateways and workers of another checkout (an older commit) instead."""
-    saved_root = bench.product_root
-    if product_root is not None:
-        bench.product_root = product_root
-    try:
-        return await _run(
-            bench,
-            generator,
-            gateways=gateways,
-            workers=workers,
-            connections=connections,
-            duration=duration,
-            rate=rate,
-            latency=latency,
-            slowlog=slowlog,
-            worker_env=worker_env,
-            limit=limit,
+    with _product_root(bench, product_root):
+        await bench.reset()
+        gws = [await bench.start_gateway(f"e2e-gateway-{i}") for i in range(gateways)]
+        await bench.sandbox_patch(
+            latency=latency, callback_url=gws[0].url + "/callbacks/ubill", callback_key=CALLBACK_KEY
         )
-    finally:
-        bench.product_root = saved_root
+        names = [f"e2e-worker-{i}" for i in range(workers)]
+        for name in names:
+            await bench.start_worker(name, env=worker_env, wait=False)
+        for name in names:
+            await wait_http(bench.procs[name], "/readyz")
+        procs = gws + [bench.procs[name] for name in names]
+        try:
+            # Warm-up: connections open, scripts cached, one message through every stage.
+            prefixes = mobile_prefixes()
+            warm = LoadSpec("messages", token=PROD_TOKEN, prefixes=prefixes, idempotency=True, rate=50.0)
+            await asyncio.gather(
+                *(bench.load(generator, g.url, warm, connections=2, duration=1.0, pinned=False) for g in gws)
+            )
+            await _wait_callbacks(bench, gws, limit=30.0)
+            before = await _counts(bench, gws)
+            events_before = int(await bench.redis.xlen(PROD_CLIENT_STREAM))
+            window = RedisWindow(
+                bench.redis, bench.redis_pid, bench.redis_server.data_dir, BENCH_CLIENT_NAME, slowlog=slowlog
+            )
+            await window.start()
+            cpu_before = {p.name: p.cpu_seconds() for p in procs} | {
+                "sandbox": bench.procs["sandbox"].cpu_seconds()
+            }
+            started = time.monotonic()
+            spec = LoadSpec(
+                "messages",
+                token=PROD_TOKEN,
+                prefixes=prefixes,
+                idempotency=True,
+                text="Bench end to end: your code is 482913",
+                rate=rate / gateways if rate else None,
+            )
+            loads = await asyncio.gather(
+                *(
+                    bench.load(
+                        generator, g.url, spec, connections=connections, duration=duration, pinned=False
+                    )
+                    for g in gws
+                )
+            )
+            loaded = time.monotonic()
+            after = await _wait_callbacks(bench, gws, limit=limit, before=before)
+            done = time.monotonic()
+            accepted = int(after["accepted"] - before["accepted"])
+            cost = await window.stop(accepted)
+            elapsed = done - started
+            cpu = {p.name: p.cpu_seconds() for p in procs} | {"sandbox": bench.procs["sandbox"].cpu_seconds()}
+            events = int(await bench.redis.xlen(PROD_CLIENT_STREAM)) - events_before
+        finally:
+            bench.stop_many([p.name for p in procs])
+            await bench.sandbox_patch(latency=0.0, callback_url=None)
+        return {
+            "gateways": gateways,
+            "workers": workers,
+            "uBill_latency_s": latency,
+            "offered_rate": rate,
+            "connections_per_gateway": connections,
+            "load_seconds": round(loaded - started, 2),
+            "messages": accepted,
+            "seconds_to_last_callback": round(elapsed, 2),
+            "messages_per_s": round(accepted / elapsed, 1) if elapsed else 0.0,
+            "accept_rps": round(sum(load.requests for load in loads) / max(1e-9, loaded - started), 1),
+            "accept_non_202": sum(load.non_ok + load.socket_errors for load in loads),
+            "callbacks": {k: int(after[k] - before[k]) for k in after if k != "accepted"},
+            "events_in_stream_per_message": round(events / max(1, accepted), 2),
+            "cpu_percent_of_core": {
+                name: round((cpu[name] - cpu_before[name]) / elapsed * 100, 1) for name in cpu
+            }
+            | {"redis": cost["redis_cpu_percent_of_core"]},
+            "per_message": cost,
+            "load": [load.as_dict() for load in loads],
+        }
 
 
-async def _run(
-    bench: Bench,
-    generator: str,
-    *,
-    gateways: int,
-    workers: int,
-    connections: int,
-    duration: float,
-    rate: float | None,
-    latency: float,
-    slowlog: bool,
-    worker_env: dict[str, str] | None,
-    limit: float,
-) -> dict[str, Any]:
-    await bench.reset()
-    gws = [await bench.start_gateway(f"e2e-gateway-{i}") for i in range(gateways)]
-    await bench.sandbox_patch(
-        latency=latency, callback_url=gws[0].url + "/callbacks/ubill", callback_key=CALLBACK_KEY
-    )
-    names = [f"e2e-worker-{i}" for i in range(workers)]
-    for name in names:
-        await bench.start_worker(name, env=worker_env, wait=False)
-    for name in names:
-        await wait_http(bench.procs[name], "/readyz")
-    procs = gws + [bench.procs[name] for name in names]
+@contextlib.contextmanager
+def _product_root(bench: Bench, root: Path | None) -> Iterator[None]:
+    """Run the gateways and workers of ``root`` (another checkout) meanwhile, when given."""
+    saved = bench.product_root
+    bench.product_root = root or saved
     try:
-        # Warm-up: connections open, scripts cached, one message through every stage.
-        prefixes = mobile_prefixes()
-        warm = LoadSpec("messages", token=PROD_TOKEN, prefixes=prefixes, idempotency=True, rate=50.0)
-        await asyncio.gather(
-            *(
-                run_load(
-                    generator, g.url, warm, connections=2, duration=1.0, workdir=bench.workdir, cpus=None
-                )
-                for g in gws
-            )
-        )
-        await _wait_callbacks(bench, gws, limit=30.0)
-        before = await _counts(bench, gws)
-        events_before = int(await bench.redis.xlen(PROD_CLIENT_STREAM))
-        window = RedisWindow(
-            bench.redis, bench.redis_pid, bench.redis_server.data_dir, BENCH_CLIENT_NAME, slowlog=slowlog
-        )
-        await window.start()
-        cpu_before = {p.name: p.cpu_seconds() for p in procs} | {
-            "sandbox": bench.procs["sandbox"].cpu_seconds()
-        }
-        started = time.monotonic()
-        spec = LoadSpec(
-            "messages",
-            token=PROD_TOKEN,
-            prefixes=prefixes,
-            idempotency=True,
-            text="Bench end to end: your code is 482913",
-            rate=rate / gateways if rate else None,
-        )
-        loads = await asyncio.gather(
-            *(
-                run_load(
-                    generator,
-                    g.url,
-                    spec,
-                    connections=connections,
-                    duration=duration,
-                    workdir=bench.workdir,
-                    cpus=None,
-                )
-                for g in gws
-            )
-        )
-        loaded = time.monotonic()
-        after = await _wait_callbacks(bench, gws, limit=limit, before=before)
-        done = time.monotonic()
-        accepted = int(after["accepted"] - before["accepted"])
-        cost = await window.stop(accepted)
-        elapsed = done - started
-        cpu = {p.name: p.cpu_seconds() for p in procs} | {"sandbox": bench.procs["sandbox"].cpu_seconds()}
-        events = int(await bench.redis.xlen(PROD_CLIENT_STREAM)) - events_before
+        yield
     finally:
-        bench.stop_many([p.name for p in procs])
-        await bench.sandbox_patch(latency=0.0, callback_url=None)
-    return {
-        "gateways": gateways,
-        "workers": workers,
-        "uBill_latency_s": latency,
-        "offered_rate": rate,
-        "connections_per_gateway": connections,
-        "load_seconds": round(loaded - started, 2),
-        "messages": accepted,
-        "seconds_to_last_callback": round(elapsed, 2),
-        "messages_per_s": round(accepted / elapsed, 1) if elapsed else 0.0,
-        "accept_rps": round(sum(load.requests for load in loads) / max(1e-9, loaded - started), 1),
-        "accept_non_202": sum(load.non_ok + load.socket_errors for load in loads),
-        "callbacks": {k: int(after[k] - before[k]) for k in after if k != "accepted"},
-        "events_in_stream_per_message": round(events / max(1, accepted), 2),
-        "cpu_percent_of_core": {
-            name: round((cpu[name] - cpu_before[name]) / elapsed * 100, 1) for name in cpu
-        }
-        | {"redis": cost["redis_cpu_percent_of_core"]},
-        "per_message": cost,
-        "load": [load.as_dict() for load in loads],
-    }
+        bench.product_root = saved
 
 
 async def _wait_callbacks(

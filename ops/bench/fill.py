@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from ops.bench.harness import TOKEN, Bench
-from ops.bench.loadgen import LoadSpec, run_load
+from ops.bench.loadgen import LoadSpec
 from ops.bench.numbers import mobile_prefixes
 from ops.bench.procs import Proc
 from smsgw.store import keys
@@ -32,7 +32,5 @@ async def fill(
         if have >= needed:
             return have
         seconds = min(4.0, max(1.0, (needed - have) / ASSUMED_RPS))
-        await run_load(
-            generator, gateway.url, spec, connections=64, duration=seconds, workdir=bench.workdir, cpus=None
-        )
+        await bench.load(generator, gateway.url, spec, connections=64, duration=seconds, pinned=False)
     return await queued(bench)

@@ -23,6 +23,7 @@ from typing import Any, Self
 import aiohttp
 from redis.asyncio import Redis
 
+from ops.bench.loadgen import LoadResult, LoadSpec, run_load
 from ops.bench.numbers import NumberSource
 from ops.bench.procs import Proc, cpu_seconds, pin, spawn, wait_http
 from smsgw.devtools.redis import EmbeddedRedis, free_port
@@ -363,6 +364,28 @@ class Bench:
             delta = after[name] - before[name]
             out[f"redis_{name}_per_unit"] = round(delta / max(1, units), 1) if delta >= 0 else None
         return out
+
+    async def load(
+        self,
+        generator: str,
+        base_url: str,
+        spec: LoadSpec,
+        *,
+        connections: int,
+        duration: float,
+        pinned: bool = True,
+    ) -> LoadResult:
+        """One load run, its files in this bench's work folder; ``pinned``: on the load generator's own CPU
+        (unpinned when the processes under load are spread over every CPU)."""
+        return await run_load(
+            generator,
+            base_url,
+            spec,
+            connections=connections,
+            duration=duration,
+            workdir=self.workdir,
+            cpus=self.load_cpus if pinned else None,
+        )
 
     async def flush(self) -> None:
         await self.redis.flushall()

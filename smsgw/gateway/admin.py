@@ -16,7 +16,7 @@ from smsgw.gateway.context import GATEWAY, client_of
 from smsgw.gateway.jsonio import json_response
 from smsgw.gateway.submit import submit
 from smsgw.store.messages import Replayed
-from smsgw.store.statuses import FAILED, UNIT_DEAD
+from smsgw.store.statuses import UNIT_DEAD
 from smsgw.store.upkeep import DeadLetter
 
 __all__ = ["routes"]
@@ -60,28 +60,16 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
     letter = await gw.store.upkeep.dead_letter(dead_id)
     if letter is None:
         raise NotFound(f"no dead letter {dead_id}")
-    view, unit = letter.view, letter.unit
-    replay_id = f"{view.meta.id}-r{unit.k}"
+    view, unit, replay_id = letter.view, letter.unit, letter.replay_id
     if unit.state != UNIT_DEAD:
         raise Conflict(f"unit {dead_id} is not a dead letter (state {unit.state}); nothing is sent again")
     owner = gw.settings.client_by_name(view.meta.client)
     if owner is None:
         raise Conflict(f"client {view.meta.client} is no longer configured")
-    failed = [
-        r.number for r in view.recipients() if r.number in view.unit_numbers[unit.k] and r.status == FAILED
-    ]
+    failed = letter.failed_numbers()
     if not failed:
         raise Conflict(f"dead letter {dead_id} has no failed recipient left to replay")
-    command = SendCommand(
-        numbers=tuple(failed),
-        text=view.text,
-        brand_id=view.meta.brand_id,
-        lane=view.meta.lane,
-        stop_list=view.meta.stop_list,
-        reference=view.meta.reference,
-        sealed=view.sealed,
-        billing=(view.meta.segments, view.meta.encoding),
-    )
+    command = SendCommand.again(view, failed)
     try:
         done = await submit(gw, owner, command, message_id=replay_id)
     except Conflict:

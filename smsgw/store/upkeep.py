@@ -16,6 +16,7 @@ from smsgw.store.connection import translated
 from smsgw.store.events import stream_minid
 from smsgw.store.records import MessageView, Unit
 from smsgw.store.scripts import Scripts
+from smsgw.store.statuses import FAILED
 
 __all__ = ["Balance", "DeadLetter", "LaneDepth", "Swept", "Upkeep"]
 
@@ -40,6 +41,16 @@ class DeadLetter:
     dead_ms: int
     view: MessageView
     unit: Unit
+
+    @property
+    def replay_id(self) -> str:
+        """The replay's message id: fixed, so a second replay of the same letter is refused, never sent."""
+        return f"{self.view.meta.id}-r{self.unit.k}"
+
+    def failed_numbers(self) -> tuple[str, ...]:
+        """The unit's recipients still ``failed``: what a replay sends again."""
+        numbers = self.view.unit_numbers[self.unit.k]
+        return tuple(r.number for r in self.view.recipients() if r.number in numbers and r.status == FAILED)
 
 
 @dataclass(frozen=True)

@@ -846,25 +846,11 @@ class StoreMachine(RuleBasedStateMachine):
         dead = self._dead_units()
         letter = self.run(self.upkeep.dead_letter(dead[i % len(dead)]))
         assert letter is not None and letter.unit.state == "dead"
-        view, unit = letter.view, letter.unit
-        failed = tuple(
-            r.number
-            for r in view.recipients()
-            if r.number in view.unit_numbers[unit.k] and r.status == "failed"
-        )
+        view, replay_id = letter.view, letter.replay_id
+        failed = letter.failed_numbers()
         if not failed:
             return
-        replay_id = f"{view.meta.id}-r{unit.k}"
-        command = SendCommand(
-            numbers=failed,
-            text=view.text,
-            brand_id=view.meta.brand_id,
-            lane=view.meta.lane,
-            stop_list=view.meta.stop_list,
-            reference=view.meta.reference,
-            sealed=view.sealed,
-            billing=(view.meta.segments, view.meta.encoding),
-        )
+        command = SendCommand.again(view, failed)
         client = view.meta.client
         message = command.message(client, now_ms=CLOCK.ms, batch_size=BATCH, message_id=replay_id)
         outcome = self.run(
