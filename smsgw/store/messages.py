@@ -114,6 +114,7 @@ class Messages:
         self._wait_replicas = wait_replicas
         wait = (wait_replicas, int(wait_timeout * 1000)) if wait_replicas else None
         self._accept = ScriptBatcher(redis, scripts.accept, wait=wait)
+        self._facade_answered = ScriptBatcher(redis, scripts.facade_answered)  # one per facade send, batched
         self._timeout_ms = int(timeout * 1000)
         self._clock_offset_ms = 0  # Redis's clock minus ours: deadlines are checked on Redis's clock
 
@@ -255,9 +256,7 @@ class Messages:
         retry (``lua/accept.lua``). False when Redis could not be told: the mark then lives out its TTL."""
         try:
             with translated():
-                await self._scripts.facade_answered(
-                    keys=[retry_key], args=[f"{message_id}|{facade_id or ''}"]
-                )
+                await self._facade_answered([retry_key], [f"{message_id}|{facade_id or ''}"])
         except StoreUnavailable:
             return False
         return True

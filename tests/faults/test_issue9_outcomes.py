@@ -9,11 +9,13 @@ number is out, and uBill then refuses the call or answers 5xx.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import secrets
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from redis.asyncio import Redis
 
@@ -219,6 +221,43 @@ async def test_a_facade_repeat_after_outcome_unknown_gets_the_original_smsid(
     assert answers[0][0] == 503 and "outcome unknown" in answers[0][1]["message"], f"no fault: {answers}"
     assert len(stored) == warmed + 1, f"a repeat stored the call again: {len(stored)} messages; {answers}"
     assert answers[-1][0] == 200 and answers[-1][1]["smsID"] == warmed + 1, f"not the original: {answers}"
+    assert sent == 1, f"uBill got the number {sent} times"
+
+
+async def test_a_facade_caller_that_gave_up_before_the_answer_gets_the_original_on_repeat(
+    redis: Redis, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """The accept's reply is slow but within the gateway's deadline, so the gateway stores the call and
+    answers statusID 0; the caller gave up before that answer (its own timeout) and repeats the call. The
+    answer it never heard must not count as definite: the repeat gets the original smsID, uBill the number
+    once."""
+    number = "995591600005"
+    marker = f"facade{secrets.token_hex(4)}"
+    params = {"key": TOKENS["auth"], "brandID": "1", "numbers": number, "text": f"Parcel ready ({marker})"}
+    async with (
+        RedisProxy(redis_server.port) as proxy,
+        Stack(proxy.url, env=_late_env(), worker=False) as stack,
+    ):
+        proc, _log = worker(stack, tmp_path, SMSGW_REDIS_URL=redis_server.url)
+        try:
+            proxy.delay_replies(0.3, when_request_contains=marker)  # well inside the 0.5 s deadline
+            with contextlib.suppress(TimeoutError):
+                timeout = aiohttp.ClientTimeout(total=0.1)
+                async with stack.http.get(f"{stack.url}/v1/sms/send", params=params, timeout=timeout) as r:
+                    await r.read()
+                raise AssertionError("the caller heard the answer: the fault did not happen")
+            await asyncio.sleep(0.6)  # the gateway has answered into the closed connection by now
+            proxy.no_delay()
+            async with stack.http.get(f"{stack.url}/v1/sms/send", params=params) as response:
+                repeat = await response.json(content_type=None)
+            await within(lambda: _all_reached(stack, [number]), timeout=20)
+            await asyncio.sleep(2)
+        finally:
+            await astop(proc)
+        sent = await _sent_count(stack, number)
+        stored = [k async for k in redis.scan_iter("smsgw:msg:*")]
+    assert repeat["statusID"] == 0, repeat
+    assert len(stored) == 1, f"the repeat stored the call again: {len(stored)} messages; {repeat}"
     assert sent == 1, f"uBill got the number {sent} times"
 
 
