@@ -16,7 +16,16 @@ from smsgw.settings import Client, Settings
 from smsgw.store import Store
 from smsgw.store.connection import Durability
 
-__all__ = ["CLIENT", "GATEWAY", "MESSAGE_ID", "REDIS_ERROR", "REQUEST_ID", "Gateway", "client_of"]
+__all__ = [
+    "CLIENT",
+    "GATEWAY",
+    "MESSAGE_ID",
+    "REDIS_ERROR",
+    "REQUEST_ID",
+    "RETRY_ADVICE",
+    "Gateway",
+    "client_of",
+]
 
 
 @dataclass
@@ -40,6 +49,8 @@ CLIENT = web.RequestKey("client", Client)
 REQUEST_ID = web.RequestKey("request_id", str)
 MESSAGE_ID = web.RequestKey("message_id", str)
 REDIS_ERROR = web.RequestKey("redis_error", bool)
+# What a caller told "outcome unknown" may safely do next, where the Idempotency-Key rule does not apply.
+RETRY_ADVICE = web.RequestKey("retry_advice", str)
 
 
 def client_of(request: web.Request) -> Client:

@@ -18,7 +18,7 @@ from smsgw.errors import (
     StoreUnavailable,
     UnsupportedMedia,
 )
-from smsgw.gateway.context import REDIS_ERROR
+from smsgw.gateway.context import REDIS_ERROR, RETRY_ADVICE
 
 __all__ = ["PROBLEM_JSON", "answer", "problem_response"]
 
@@ -50,6 +50,19 @@ def _from_http(exc: web.HTTPException) -> ProblemError:
     return problem
 
 
+def _retry_advice(request: web.Request, message_id: str) -> str:
+    """Only a retry with the same Idempotency-Key is safe: a caller who sent none must look before sending
+    again (the message's id is in the answer), and an endpoint with its own rule says it."""
+    if RETRY_ADVICE in request:
+        return request[RETRY_ADVICE]
+    if request.headers.get("Idempotency-Key"):
+        return "Retrying with the same Idempotency-Key is safe."
+    return (
+        f"This request had no Idempotency-Key, so a retry may send it twice: GET /v1/messages/{message_id} "
+        "answers 404 if it was not stored."
+    )
+
+
 def answer(request: web.Request, exc: Exception) -> web.Response:
     """The problem details for any exception a handler raised (redirects are re-raised as they are)."""
     if isinstance(exc, ProblemError):
@@ -61,7 +74,7 @@ def answer(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, StoreOutcomeUnknown):
         log.warning("redis.outcome_unknown", message_id=exc.message_id)
         request[REDIS_ERROR] = True
-        detail = f"message {exc.message_id}: {exc}. Retrying with the same Idempotency-Key is safe."
+        detail = f"message {exc.message_id}: {exc}. {_retry_advice(request, exc.message_id)}"
         return problem_response(OutcomeUnknownProblem(detail))
     if isinstance(exc, StoreUnavailable):
         log.warning("redis.unavailable", error=str(exc))

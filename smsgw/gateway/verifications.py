@@ -35,7 +35,7 @@ from smsgw.errors import (
     StoreUnavailable,
     ValidationFailed,
 )
-from smsgw.gateway.context import GATEWAY, MESSAGE_ID, Gateway, client_of
+from smsgw.gateway.context import GATEWAY, MESSAGE_ID, RETRY_ADVICE, Gateway, client_of
 from smsgw.gateway.idempotency import MAX_KEY_LENGTH, body_hash
 from smsgw.gateway.jsonio import json_response, read_json
 from smsgw.gateway.submit import submit
@@ -344,6 +344,11 @@ async def resend_verification(request: web.Request) -> web.Response:
     sends = int(result[1])
     code = cfg.keyring.open(str(result[3]), code_context(verification.id))
     request[MESSAGE_ID] = message_id
+    request[RETRY_ADVICE] = (  # a resend takes no Idempotency-Key: say what is safe instead
+        "The resend counts against the verification's sends either way; "
+        f"GET /v1/messages/{message_id} answers 404 if it was not stored, "
+        "and a resend after the cooldown sends the same code again."
+    )
     try:
         await _send_code(gw, client, verification, code, message_id, now)
     except Exception as failure:

@@ -157,6 +157,7 @@ class Messages:
             "t": message.timers(),
             "facade": facade,
             "exists": check_exists,
+            "w": bool(self._wait_replicas),
         }
         if limit is not None:
             body["rate"] = [keys.client_rate(limit.client), limit.rate, limit.burst]
@@ -172,10 +173,12 @@ class Messages:
                 raise
             if not maybe_sent(exc):
                 raise StoreUnavailable(f"Redis is unavailable ({outage_name(exc)})") from None
-            return await self._find_out(message, deadline)
+            return await self._find_out(message, deadline, idempotency, facade_retry)
         outcome = _outcome(message, raw)
-        if isinstance(outcome, Accepted) and replicas is not None and replicas < self._wait_replicas:
-            # Stored on the primary, not (yet) on enough replicas: a failover now could lose it.
+        stored = isinstance(outcome, Accepted | Replayed)
+        if stored and replicas is not None and replicas < self._wait_replicas:
+            # Stored on the primary, not (yet) on enough replicas: a failover now could lose it. A replay
+            # counts too: the script touched what it replayed, so this WAIT covered the original's write.
             raise StoreOutcomeUnknown(
                 f"stored, but only {replicas} of {self._wait_replicas} replicas confirmed it in time",
                 message.id,
@@ -183,19 +186,49 @@ class Messages:
             )
         return outcome
 
-    async def _find_out(self, message: NewMessage, deadline: int) -> Accepted:
-        """Whether an accept whose answer was lost wrote the message: ``Accepted``; ``StoreUnavailable`` (it
-        did not, and now never will), or ``StoreOutcomeUnknown`` when Redis cannot be asked in time."""
+    async def _find_out(
+        self, message: NewMessage, deadline: int, idempotency: Idempotency | None, facade_retry: str | None
+    ) -> Accepted | Replayed | Mismatch:
+        """Whether an accept whose answer was lost wrote the message: ``Accepted``; what it would have
+        replayed when it wrote nothing because the request was made before (its key, its facade fingerprint);
+        ``StoreUnavailable`` when nothing was and now ever will be stored; ``StoreOutcomeUnknown`` when Redis
+        cannot be asked in time."""
         found = await self.resolve(message.id, deadline, patience=self._timeout_ms / 1000)
         if found is None:
             raise StoreOutcomeUnknown(
                 "Redis did not answer; whether the message was stored is not known", message.id, deadline
             )
+        outcome: Accepted | Replayed | Mismatch
         if found is False:
-            raise StoreUnavailable("Redis answered too late; nothing was accepted")
-        if self._wait_replicas:  # stored, but its replication can no longer be confirmed
+            earlier = await self._earlier(message.id, deadline, idempotency, facade_retry)
+            if earlier is None:
+                raise StoreUnavailable("Redis answered too late; nothing was accepted")
+            outcome = earlier
+        else:
+            outcome = Accepted(message.view(), found or None)
+        if self._wait_replicas and not isinstance(outcome, Mismatch):  # replication cannot be confirmed now
             raise StoreOutcomeUnknown("stored, replication not confirmed", message.id, deadline)
-        return Accepted(message.view(), found or None)
+        return outcome
+
+    async def _earlier(
+        self, message_id: str, deadline: int, idempotency: Idempotency | None, facade_retry: str | None
+    ) -> Replayed | Mismatch | None:
+        """The earlier request a repeat that stored nothing was answered with (its reply lost): a repeat told
+        "nothing was accepted" would believe the original lost too and send it again."""
+        try:
+            if idempotency is not None:
+                return await self.replay(idempotency)
+            if facade_retry is not None:
+                with translated():
+                    mark = await self._redis.get(facade_retry)
+                if mark is not None:
+                    original, facade_id = _parse_mark(str(mark))
+                    return Replayed(original, 200, None, facade_id)
+        except StoreUnavailable:
+            raise StoreOutcomeUnknown(
+                "nothing new was stored; whether an earlier request was is not known", message_id, deadline
+            ) from None
+        return None
 
     async def resolve(self, message_id: str, deadline: int, *, patience: float) -> int | bool | None:
         """Ask, for up to ``patience`` seconds, whether an accept with ``deadline`` stored ``message_id``:
@@ -256,7 +289,7 @@ class Messages:
         retry (``lua/accept.lua``). False when Redis could not be told: the mark then lives out its TTL."""
         try:
             with translated():
-                await self._facade_answered([retry_key], [f"{message_id}|{facade_id or ''}"])
+                await self._facade_answered([retry_key], [_mark(message_id, facade_id)])
         except StoreUnavailable:
             return False
         return True
@@ -272,6 +305,16 @@ class Messages:
     async def ping(self) -> None:
         with translated():
             await self._redis.ping()
+
+
+def _mark(message_id: str, facade_id: int | None) -> str:
+    """A facade call's fingerprint value: what it stored (``lua/accept.lua`` writes the same)."""
+    return f"{message_id}|{facade_id or ''}"
+
+
+def _parse_mark(mark: str) -> tuple[str, int | None]:
+    message_id, facade_id = mark.split("|", 1)
+    return message_id, int(facade_id) if facade_id else None
 
 
 def _outcome(message: NewMessage, raw: list[Any]) -> AcceptOutcome:

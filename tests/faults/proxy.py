@@ -39,7 +39,7 @@ class RedisProxy:
         self.upstream = (upstream_host, upstream_port)
         self.port = 0
         self.delay = 0.0
-        self.marker: bytes | None = None
+        self.markers: tuple[bytes, ...] | None = None
         self.delayed = 0  # replies held back so far
         self._open = asyncio.Event()
         self._open.set()
@@ -68,13 +68,14 @@ class RedisProxy:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def delay_replies(self, seconds: float, when_request_contains: str | None = None) -> None:
-        """Hold each reply ``seconds`` (only replies to requests carrying the marker, when one is given)."""
+    def delay_replies(self, seconds: float, when_request_contains: str | tuple[str, ...] = ()) -> None:
+        """Hold each reply ``seconds`` (only replies to requests carrying a marker, when any is given)."""
         self.delay = seconds
-        self.marker = when_request_contains.encode() if when_request_contains else None
+        wanted = (when_request_contains,) if isinstance(when_request_contains, str) else when_request_contains
+        self.markers = tuple(m.encode() for m in wanted) or None
 
     def no_delay(self) -> None:
-        self.delay, self.marker = 0.0, None
+        self.delay, self.markers = 0.0, None
 
     def blackhole(self) -> None:
         """Connections stay open, nothing reaches either side (until ``heal``)."""
@@ -110,7 +111,7 @@ class RedisProxy:
             await self._open.wait()
             if self.delay > 0:
                 window = link.tail + chunk
-                if self.marker is None or self.marker in window:
+                if self.markers is None or any(m in window for m in self.markers):
                     link.armed += 1
                     window = b""  # counted once, even if the marker is also in the next read's tail
                 link.tail = window[-256:]

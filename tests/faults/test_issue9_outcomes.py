@@ -261,6 +261,61 @@ async def test_a_facade_caller_that_gave_up_before_the_answer_gets_the_original_
     assert sent == 1, f"uBill got the number {sent} times"
 
 
+async def test_a_keyed_repeat_whose_own_reply_is_lost_answers_the_original(
+    redis: Redis, redis_server: EmbeddedRedis
+) -> None:
+    """The first POST is stored and answered 202. Its repeat with the same key stores nothing (Redis replays
+    the original) and that reply is held past the deadline. "Nothing was accepted" would be false (the
+    original is stored and goes out) and would invite a send under a new key: the gateway must find out that
+    the repeat was a replay and answer the original, or say "outcome unknown"."""
+    marker = f"again{secrets.token_hex(4)}"
+    body = {"to": "995591400021", "text": f"Your code expires soon ({marker})"}
+    async with (
+        RedisProxy(redis_server.port) as proxy,
+        Stack(proxy.url, env=_late_env(), worker=False) as stack,
+    ):
+        first = await _post(stack, body, f"key-{marker}")
+        proxy.delay_replies(LATE, when_request_contains=marker)
+        repeat = await _post(stack, body, f"key-{marker}")
+        proxy.no_delay()
+        assert proxy.delayed >= 1, "the proxy delayed nothing: the fault did not happen"
+        stored = [k async for k in redis.scan_iter("smsgw:msg:*")]
+    assert first["status"] == 202, first
+    assert _true_answer(repeat), f"the repeat of a stored message was answered {repeat}"
+    assert repeat["status"] != 202 or repeat["id"] == first["id"], (first, repeat)
+    assert len(stored) == 1, f"the repeat stored a second message: {stored}"
+
+
+async def test_a_facade_repeat_whose_own_reply_is_lost_gets_the_original_smsid(
+    redis: Redis, redis_server: EmbeddedRedis
+) -> None:
+    """The first call is stored but neither its reply nor its find-out comes back: "outcome unknown". The
+    repeat is recognised by Redis (no second message) and its own reply is held past the deadline too. Its
+    find-out says its new id was never stored; "nothing was accepted" would be false, since the original goes
+    out: the repeat must get the original smsID."""
+    marker = f"facade{secrets.token_hex(4)}"
+    params = {"key": TOKENS["auth"], "brandID": "1", "numbers": "995591600021", "text": f"Ready ({marker})"}
+    async with (
+        RedisProxy(redis_server.port) as proxy,
+        Stack(proxy.url, env=_late_env(), worker=False) as stack,
+    ):
+        warm = {**params, "numbers": "995591600022", "text": "Warm"}
+        async with stack.http.get(f"{stack.url}/v1/sms/send", params=warm) as response:
+            assert response.status == 200
+        proxy.delay_replies(3.0)
+        async with stack.http.get(f"{stack.url}/v1/sms/send", params=params) as response:
+            first = (response.status, await response.json(content_type=None))
+        proxy.delay_replies(LATE, when_request_contains=marker)  # the find-out is answered, the send is not
+        async with stack.http.get(f"{stack.url}/v1/sms/send", params=params) as response:
+            repeat = (response.status, await response.json(content_type=None))
+        proxy.no_delay()
+        await asyncio.sleep(LATE)
+        stored = [k async for k in redis.scan_iter("smsgw:msg:*")]
+    assert first[0] == 503 and "outcome unknown" in first[1]["message"], f"no fault: {first}"
+    assert len(stored) == 2, f"the repeat stored the call again: {len(stored)} messages"
+    assert repeat[0] == 200 and repeat[1]["smsID"] == 2, f"the repeat was not answered the original: {repeat}"
+
+
 async def test_a_facade_call_repeated_after_a_definite_answer_is_a_new_send(
     redis: Redis, redis_url: str
 ) -> None:
@@ -319,6 +374,46 @@ async def test_a_verification_retried_while_its_first_answer_is_late_gets_the_sa
     if first_answer[0] == 201:
         assert first_answer[1]["id"] == retry[1]["id"], (first_answer, retry)
     assert sent == 1, f"uBill got the code's number {sent} times"
+
+
+async def test_outcome_unknown_tells_each_caller_what_is_safe_to_do_next(
+    redis: Redis, redis_server: EmbeddedRedis
+) -> None:
+    """ "Retry with the same Idempotency-Key" is advice only for a request that had one. A POST without a key
+    is told how to look before sending again, and a verification resend (which takes no key) what a repeat
+    does; the id each answer names is what the look finds."""
+    accept = hashlib.sha1(source("accept").encode()).hexdigest()
+    findout = hashlib.sha1(source("findout").encode()).hexdigest()
+    env = {**_late_env(), "SMSGW_VERIFY_RESEND_COOLDOWN": "0"}
+    async with (
+        RedisProxy(redis_server.port) as proxy,
+        Stack(proxy.url, env=env, worker=False) as stack,
+    ):
+        url = f"{stack.url}/v1/verifications"
+        async with stack.http.post(url, json={"to": "995591600031"}, headers=stack.auth()) as created:
+            verification = await created.json()
+            assert created.status == 201, verification
+        answers = {}
+        proxy.delay_replies(3.0, when_request_contains=(accept, findout))
+        body = {"to": "995591600032", "text": "No key"}
+        async with stack.http.post(f"{stack.url}/v1/messages", json=body, headers=stack.auth()) as response:
+            answers["unkeyed"] = (response.status, await response.json(content_type=None))
+        resend = f"{url}/{verification['id']}/resend"
+        async with stack.http.post(resend, headers=stack.auth()) as response:
+            answers["resend"] = (response.status, await response.json(content_type=None))
+        proxy.no_delay()
+        await asyncio.sleep(3.0)
+        looked = {}
+        for name, (_status, problem) in answers.items():
+            message_id = problem["detail"].split(":")[0].removeprefix("message ")
+            async with stack.http.get(f"{stack.url}/v1/messages/{message_id}", headers=stack.auth()) as r:
+                looked[name] = r.status
+    for name, (status, problem) in answers.items():
+        assert status == 503 and problem["type"].endswith("/outcome-unknown"), (name, answers)
+        assert "same Idempotency-Key" not in problem["detail"], (name, problem["detail"])
+        assert "/v1/messages/" in problem["detail"], (name, problem["detail"])
+    assert "same code" in answers["resend"][1]["detail"], answers["resend"]
+    assert looked == {"unkeyed": 200, "resend": 200}, f"the ids named are not what was stored: {looked}"
 
 
 # --- Break 4 -------------------------------------------------------------------------------------------

@@ -4,15 +4,23 @@ and a retry with the same Idempotency-Key answers the stored message."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
+from smsgw.clock import now_ms
 from smsgw.devtools.redis import EmbeddedRedis
-from tests.harness import Stack, eventually
+from smsgw.errors import StoreOutcomeUnknown
+from smsgw.gateway.app import create_app
+from smsgw.store.messages import Idempotency, Messages
+from smsgw.store.records import NewMessage
+from smsgw.store.scripts import Scripts
+from tests.harness import Stack, eventually, serve
 
 ENV = {"SMSGW_REDIS_WAIT_REPLICAS": "1", "SMSGW_REDIS_WAIT_TIMEOUT": "0.3", "SMSGW_REDIS_TIMEOUT": "1"}
 
@@ -63,6 +71,88 @@ async def test_a_202_waits_for_the_replica_and_says_so_when_it_cannot(
             first = await again.json()
         async with stack.http.post(f"{stack.url}/v1/messages", json=lagging, headers=headers) as third:
             assert (await third.json())["id"] == first["id"]
+
+
+async def test_a_replay_is_202_only_once_the_replicas_have_the_original(
+    own_redis: EmbeddedRedis, replica: EmbeddedRedis
+) -> None:
+    """The first POST is stored on the primary only ("outcome unknown"). Its retry with the same key, made
+    while the replica still lags and through another gateway process (another connection, whose own writes
+    say nothing of the original's), must not answer 202: a failover then would lose a message the caller was
+    told is durable. Once the replica has it, the retry answers 202 with the original id."""
+    async with Stack(own_redis.url, env=ENV, worker=False) as stack:
+        await eventually(lambda: _linked(stack), timeout=5)
+        runner, other_url = await serve(create_app(stack.settings))
+        headers = {**stack.auth(), "Idempotency-Key": "ha-replay"}
+        body = {"to": "+995591300003", "text": "Replay waits too"}
+        pid = int(replica.pidfile.read_text())
+        try:
+            async with stack.http.get(f"{other_url}/readyz") as warm:  # its pool is open before the fault
+                assert warm.status == 200
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                async with stack.http.post(f"{stack.url}/v1/messages", json=body, headers=headers) as first:
+                    assert first.status == 503, await first.text()
+                async with stack.http.post(f"{other_url}/v1/messages", json=body, headers=headers) as retry:
+                    answer = (retry.status, await retry.json(content_type=None))
+            finally:
+                os.kill(pid, signal.SIGCONT)
+
+            async def confirmed() -> bool:
+                async with stack.http.post(f"{other_url}/v1/messages", json=body, headers=headers) as again:
+                    return again.status == 202
+
+            await eventually(confirmed, timeout=10)
+        finally:
+            await runner.cleanup()
+    assert answer[0] == 503 and answer[1]["type"].endswith("/outcome-unknown"), (
+        f"a replay was answered before any replica had the original: {answer}"
+    )
+
+
+async def test_a_replay_on_a_connection_that_never_wrote_still_waits_for_the_original(
+    own_redis: EmbeddedRedis, replica: EmbeddedRedis
+) -> None:
+    """A replay is 202 only once the replicas have what it replays (before: any replay was answered as
+    durable). From Redis 7.2, WAIT counts only this connection's own writes, and a replay writes nothing: on
+    a connection that never wrote (another gateway's fresh pool) WAIT would count the lagging replica at once.
+    The accept script rewrites the replayed key's expiry so that the WAIT covers the original's write (Redis
+    7.0, which these tests run, moves a connection's WAIT offset on every command, so there the rewrite is
+    redundant and this test fails only without the replay check)."""
+    first_pool, fresh_pool = (
+        Redis.from_url(own_redis.url, decode_responses=True),
+        Redis.from_url(own_redis.url, decode_responses=True),
+    )
+    try:
+        await eventually(lambda: _replicas(first_pool), timeout=10)
+        scripts = Scripts.load(first_pool)
+        first = Messages(first_pool, scripts, timeout=2.0, wait_replicas=1, wait_timeout=0.3)
+        other = Messages(fresh_pool, scripts, timeout=2.0, wait_replicas=1, wait_timeout=0.3)  # no write yet
+        now = now_ms()
+        message = NewMessage(
+            id="m-ha", client="alpha", lane="transactional", brand_id=1, text="Replay", sealed=False,
+            reference=None, segments=1, encoding="GSM-7", created_ms=now, send_at_ms=None,
+            expires_ms=now + 300_000, stop_list=False, units=(("995591300004",),),
+        )  # fmt: skip
+        key = Idempotency("alpha", "messages", "k-ha", "body-ha")
+        pid = int(replica.pidfile.read_text())
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(StoreOutcomeUnknown):
+                await first.accept(message, ttl_s=3_600, idempotency=key)
+            retry = dataclasses.replace(message, id="m-ha-retry")
+            with pytest.raises(StoreOutcomeUnknown, match="replicas"):
+                await other.accept(retry, ttl_s=3_600, idempotency=key)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    finally:
+        await first_pool.aclose()
+        await fresh_pool.aclose()
+
+
+async def _replicas(redis: Redis) -> bool:
+    info = await redis.info("replication")
+    return int(info.get("connected_slaves", 0)) >= 1 and await redis.wait(1, 1000) >= 1
 
 
 def test_the_wait_must_fit_in_the_redis_timeout() -> None:

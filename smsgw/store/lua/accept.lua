@@ -2,7 +2,8 @@
 -- message hash, its units' lane timers and a wake-up, written together or not at all.
 -- ARGV[1] JSON {id, lane, ttl (s), deadline (ms, Redis clock), f: [field, value, ...], t: [[member, score], ...],
 --               rate: [key, rate, burst] | null, idem: [key, body hash, record] | null,
---               retry: key | null (the facade call's fingerprint), facade: bool, exists: bool (check the id)}
+--               retry: key | null (the facade call's fingerprint), facade: bool, exists: bool (check the id),
+--               w: bool (the gateway WAITs for replicas after this call)}
 -- (one JSON argument instead of thousands: packing arguments is the client's most expensive step)
 -- Returns
 --   {1, facade_id or ''}        written
@@ -18,6 +19,14 @@
 -- The deadline is when the gateway stops waiting: a script that a stalled Redis runs only after it (a long
 -- fsync, a paused process) must write nothing, so that the gateway's find-out (findout.lua) is definitive.
 local a = cjson.decode(ARGV[1])
+-- A replay writes nothing, so the WAIT after it would not cover the original's write (made on another
+-- connection, maybe another gateway): rewriting the replayed key's own expiry makes it do so.
+local function touched(key)
+  if a.w then
+    local ttl = redis.call('PTTL', key)
+    if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+  end
+end
 local now = redis_now()
 if now > tonumber(a.deadline) then return {-1} end
 if a.rate ~= cjson.null and a.rate ~= nil then
@@ -30,6 +39,7 @@ if idem then
   if v then
     local state, hash, message_id, code, fid = string.match(v, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|?([^|]*)$')
     if hash ~= idem[2] then return {-3} end
+    touched(idem[1])
     local out = {2, message_id, code, fid or ''}
     for _, item in ipairs(redis.call('HGETALL', P.msg .. message_id)) do out[#out + 1] = item end
     return out
@@ -39,6 +49,7 @@ if a.retry ~= cjson.null and a.retry ~= nil then
   local v = redis.call('GET', a.retry)
   if v then
     local message_id, fid = string.match(v, '^([^|]*)|(.*)$')
+    touched(a.retry)
     return {3, message_id, fid}
   end
 end
