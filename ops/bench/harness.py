@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from ops.bench.loadgen import LoadResult, LoadSpec, run_load
 from ops.bench.numbers import NumberSource
 from ops.bench.procs import Proc, cpu_seconds, pin, spawn, wait_http
+from ops.bench.virtualclock import VirtualClock
 from smsgw.devtools.redis import EmbeddedRedis, free_port
 from smsgw.settings import Settings, token_sha256
 
@@ -77,6 +78,7 @@ class Bench:
         overrides: dict[str, str] | None = None,
         appendfsync: str = "always",
         product_root: Path | None = None,
+        clock: VirtualClock | None = None,
     ) -> None:
         self.quick = quick
         self.product_root = product_root
@@ -86,7 +88,13 @@ class Bench:
         self.workdir = Path(tempfile.mkdtemp(prefix="smsgw-bench-"))
         self.logs = self.workdir / "logs"
         self.logs.mkdir()
-        self.redis_server = EmbeddedRedis(self.workdir / "redis")
+        # With a virtual clock every process (Redis included) reads the wall clock through it.
+        self.clock_env = clock.env if clock is not None else {}
+        self.redis_server = (
+            EmbeddedRedis(self.workdir / "redis", binary=clock.redis_binary, env={**os.environ, **clock.env})
+            if clock is not None
+            else EmbeddedRedis(self.workdir / "redis")
+        )
         self.numbers = NumberSource()
         cpus = sorted(os.sched_getaffinity(0))
         # With two or more CPUs, the process under test gets CPU 0 and the load generator the last one.
@@ -152,6 +160,7 @@ class Bench:
                 "SMSGW_CLIENTS": json.dumps([CLIENT, PROD_CLIENT]),
             }
         )
+        env.update(self.clock_env)
         env.update(self.overrides)
         return env
 
@@ -204,6 +213,7 @@ class Bench:
                 "SMSGW_SANDBOX_BALANCE": str(SANDBOX_BALANCE),
                 # Per-call INFO lines would cost the stand-in for uBill CPU that the worker competes for.
                 "SMSGW_LOG_LEVEL": "warning",
+                **self.clock_env,
             }
         )
         self.sandbox_url = f"http://127.0.0.1:{port}"

@@ -14,10 +14,12 @@ import time
 from collections import Counter
 from typing import Any, Final
 
+from redis.asyncio import Redis
+
 from ops.soak.nodes import Topology
 from ops.soak.records import Journal, Sample
 
-__all__ = ["Sampler", "key_audit", "key_shape"]
+__all__ = ["Sampler", "audit_keys", "key_audit", "key_shape"]
 
 _ID_LIKE: Final = re.compile(r"\d")
 _SCAN_BATCH: Final = 1000
@@ -67,26 +69,33 @@ class Sampler:
 
 
 async def key_audit(topology: Topology) -> dict[str, Any]:
-    """Every key by shape: how many, and how many have no TTL (they live until something deletes them)."""
+    """Every key of the primary by shape (``audit_keys``)."""
     node = await topology.primary()
+    async with node.admin() as client:
+        return await audit_keys(client)
+
+
+async def audit_keys(client: Redis) -> dict[str, Any]:
+    """Every key by shape: how many, and how many have no TTL (they live until something deletes them)."""
     total: Counter[str] = Counter()
     no_ttl: Counter[str] = Counter()
-    async with node.admin() as client:
-        client.connection_pool.connection_kwargs["socket_timeout"] = 10
-        keys: list[str] = []
-        async for key in client.scan_iter(count=_SCAN_BATCH):
-            keys.append(key)
-        for start in range(0, len(keys), _SCAN_BATCH):
-            chunk = keys[start : start + _SCAN_BATCH]
-            async with client.pipeline(transaction=False) as pipe:
-                for key in chunk:
-                    pipe.ttl(key)
-                ttls = await pipe.execute()
-            for key, ttl in zip(chunk, ttls, strict=True):
-                shape = key_shape(key)
-                total[shape] += 1
-                if ttl == -1:
-                    no_ttl[shape] += 1
+    client.connection_pool.connection_kwargs["socket_timeout"] = 10
+    keys: list[str] = []
+    async for key in client.scan_iter(count=_SCAN_BATCH):
+        keys.append(key)
+    for start in range(0, len(keys), _SCAN_BATCH):
+        chunk = keys[start : start + _SCAN_BATCH]
+        async with client.pipeline(transaction=False) as pipe:
+            for key in chunk:
+                pipe.ttl(key)
+            ttls = await pipe.execute()
+        for key, ttl in zip(chunk, ttls, strict=True):
+            if ttl == -2:  # expired between the scan and the TTL
+                continue
+            shape = key_shape(key)
+            total[shape] += 1
+            if ttl == -1:
+                no_ttl[shape] += 1
     return {
         "keys": sum(total.values()),
         "without_ttl": sum(no_ttl.values()),

@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 __all__ = ["EmbeddedRedis", "durable_args", "find_server", "free_port"]
@@ -59,8 +59,10 @@ class EmbeddedRedis:
         port: int | None = None,
         binary: str | None = None,
         extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.env = dict(env) if env is not None else None  # None: this process's environment
         self.port = port or free_port()
         self.binary = binary or find_server()
         self.extra_args = tuple(extra_args)  # e.g. fault tests: ("--enable-protected-configs", "yes")
@@ -85,7 +87,9 @@ class EmbeddedRedis:
             "yes",
             *self.extra_args,
         ]
-        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)  # noqa: S603
+        self._process = subprocess.Popen(  # noqa: S603
+            args, stdin=subprocess.DEVNULL, start_new_session=True, env=self.env
+        )
         self._wait_ready(timeout)
 
     def _wait_ready(self, timeout: float) -> None:
