@@ -9,6 +9,7 @@ is how ``take`` tells a worker that died mid-call from one Redis could not hear 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +78,9 @@ class Send(UnitRef):
     send_at_ms: int | None
     expires_ms: int
     numbers: tuple[str, ...]
+    # False when the claim was not confirmed on the replicas in time (SMSGW_REDIS_WAIT_REPLICAS): a failover
+    # could hand the unit out again, so nothing may be sent on this claim.
+    replicated: bool = True
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,7 @@ class Dispatch:
         owner: str,
         lease: float,
         capacity: Capacity,
+        wait: tuple[int, int] | None = None,
     ) -> None:
         self._redis = redis
         self._blocking = blocking
@@ -206,19 +211,31 @@ class Dispatch:
         self._capacity = capacity.as_json()
         # Concurrent settles of one process share a pipeline per event-loop pass (one round trip for many).
         self._settle = ScriptBatcher(redis, scripts.settle)
+        # Opt-in HA (SMSGW_REDIS_WAIT_REPLICAS): a take ends with WAIT, and a claim not on that many replicas
+        # sends nothing (``Send.replicated``).
+        self._wait_replicas = wait[0] if wait else 0
+        self._take = ScriptBatcher(redis, scripts.take, wait=wait) if wait else None
 
     async def take(self, lane: str, want: int, window: int) -> Taken:
         """Up to ``want`` due units of ``lane`` (looking at ``window`` due timers)."""
         now = now_ms()
         args: list[str | int] = [lane, now, iso(now), want, self.lease_ms, self.owner, window, self.grace_ms]
         args.append(self._capacity)
+        replicated = True
         with translated():
-            raw = await self._scripts.take(args=args)
+            if self._take is None:
+                raw = await self._scripts.take(args=args)
+            else:
+                raw, replicas = await self._take([], args)
+                replicated = replicas is not None and replicas >= self._wait_replicas
         wait = int(raw[0]) / 1000
         idle = (
             None if not raw[1] else (NO_TIMER if raw[1] == "none" else max(0.0, (float(raw[1]) - now) / 1000))
         )
-        return Taken([_job(lane, item) for item in raw[2:]], wait, idle)
+        jobs = [_job(lane, item) for item in raw[2:]]
+        if not replicated:
+            jobs = [dataclasses.replace(j, replicated=False) if isinstance(j, Send) else j for j in jobs]
+        return Taken(jobs, wait, idle)
 
     async def settle(
         self,

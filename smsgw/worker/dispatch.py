@@ -53,6 +53,7 @@ __all__ = ["Dispatcher", "backoff"]
 log = structlog.get_logger(__name__)
 RECONCILE_MAX_DELAY_MS = 6 * 3600 * 1000
 ACCEPTED_MEMORY = 100_000  # unit ids (~100 bytes each): the acceptances of the last minutes at full speed
+CLAIM_RETRY_MS = 500  # a claim not yet on the replicas (WAIT) is taken again this soon
 TextOpener = Callable[[str], str]
 
 
@@ -119,6 +120,12 @@ class Dispatcher:
     async def run(self, job: Job) -> str:
         if isinstance(job, Send | Mine) and job.unit_id in self.accepted:
             return await self._accepted_before(job)
+        if isinstance(job, Send) and not job.replicated:
+            self.metrics.retries.labels(job.lane, "claim_not_replicated").inc()
+            due = now_ms() + CLAIM_RETRY_MS
+            reason = "the claim is not on the replicas yet (WAIT); nothing was sent"
+            await self._settle(job, Outcome.DEFER, reason=reason, next_at_ms=due)
+            return "deferred"
         if isinstance(job, Send):
             return await self.send(job)
         if isinstance(job, Mine):

@@ -63,6 +63,9 @@ class WorkerProcess:
                     "bulk": settings.min_share_bulk,
                 },
             ),
+            wait=(settings.redis_wait_replicas, int(settings.redis_wait_timeout * 1000))
+            if settings.redis_wait_replicas
+            else None,
         )
         self.session: aiohttp.ClientSession | None = None
         self.lanes: list[Lane] = []

@@ -4,6 +4,7 @@ and a retry with the same Idempotency-Key answers the stored message."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import signal
@@ -153,6 +154,37 @@ async def test_a_replay_on_a_connection_that_never_wrote_still_waits_for_the_ori
 async def _replicas(redis: Redis) -> bool:
     info = await redis.info("replication")
     return int(info.get("connected_slaves", 0)) >= 1 and await redis.wait(1, 1000) >= 1
+
+
+async def test_a_worker_sends_nothing_on_a_claim_the_replicas_do_not_have(
+    own_redis: EmbeddedRedis, replica: EmbeddedRedis
+) -> None:
+    """A claim only on the primary is lost by a failover, and the unit is handed out again: a call made on it
+    would be made twice. With WAIT configured the worker calls uBill only once the replicas have its claim;
+    until then the unit waits (deferred, no attempt spent), and it goes out once when they catch up."""
+    number = "995591300005"
+    async with Stack(own_redis.url, env=ENV) as stack:
+        await eventually(lambda: _linked(stack), timeout=5)
+        pid = int(replica.pidfile.read_text())
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            body = {"to": number, "text": "Claim waits"}
+            headers = {**stack.auth(), "Idempotency-Key": "ha-claim"}
+            async with stack.http.post(f"{stack.url}/v1/messages", json=body, headers=headers) as answer:
+                assert answer.status == 503, await answer.text()  # stored on the primary only
+            await asyncio.sleep(3.0)  # several takes of the unit meanwhile
+            during = (await stack.sandbox_counts()).get(number, 0)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+        async def sent() -> bool:
+            return (await stack.sandbox_counts()).get(number, 0) >= 1
+
+        await eventually(sent, timeout=15)
+        await asyncio.sleep(1.0)
+        after = (await stack.sandbox_counts()).get(number, 0)
+    assert during == 0, f"uBill got the number {during} time(s) on a claim no replica had"
+    assert after == 1, f"uBill got the number {after} times once the replica caught up"
 
 
 def test_the_wait_must_fit_in_the_redis_timeout() -> None:
