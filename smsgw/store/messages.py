@@ -114,6 +114,7 @@ class Messages:
         self._wait_replicas = wait_replicas
         wait = (wait_replicas, int(wait_timeout * 1000)) if wait_replicas else None
         self._accept = ScriptBatcher(redis, scripts.accept, wait=wait)
+        self._touch = ScriptBatcher(redis, scripts.touch, wait=wait) if wait else None
         self._facade_answered = ScriptBatcher(redis, scripts.facade_answered)  # one per facade send, batched
         self._timeout_ms = int(timeout * 1000)
         self._clock_offset_ms = 0  # Redis's clock minus ours: deadlines are checked on Redis's clock
@@ -269,7 +270,22 @@ class Messages:
                 return Mismatch()
             view = await self.view(message_id)
         facade_id = int(rest[0]) if rest and rest[0] else None
+        await self._replicated(idempotency.key, message_id)
         return Replayed(message_id, int(code), view, facade_id)
+
+    async def _replicated(self, key: str, message_id: str) -> None:
+        """With WAIT configured, a replay answers as durable only once the replicas have what it replays (the
+        original was stored by another request, maybe answered "outcome unknown" for want of them)."""
+        if self._touch is None:
+            return
+        with translated():
+            _ttl, replicas = await self._touch([key], [])
+        if replicas is None or replicas < self._wait_replicas:
+            raise StoreOutcomeUnknown(
+                f"stored, but only {replicas or 0} of {self._wait_replicas} replicas confirmed it in time",
+                message_id,
+                now_ms(),
+            )
 
     async def cancel(self, message_id: str, client: str) -> int | None:
         """Cancel what was not handed to uBill; the number cancelled, or None when not this client's."""

@@ -61,6 +61,7 @@ class Scripts:
     beat: AsyncScript
     client_rate: AsyncScript
     upkeep: AsyncScript
+    touch: AsyncScript
 
     @classmethod
     def load(cls, redis: Redis) -> Scripts:

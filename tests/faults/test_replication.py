@@ -9,6 +9,7 @@ import dataclasses
 import os
 import signal
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,39 @@ async def test_a_worker_sends_nothing_on_a_claim_the_replicas_do_not_have(
         after = (await stack.sandbox_counts()).get(number, 0)
     assert during == 0, f"uBill got the number {during} time(s) on a claim no replica had"
     assert after == 1, f"uBill got the number {after} times once the replica caught up"
+
+
+async def test_a_replay_of_a_send_whose_time_has_passed_waits_for_the_replicas_too(
+    own_redis: EmbeddedRedis, replica: EmbeddedRedis
+) -> None:
+    """Found by the Sentinel soak (58 acknowledged recipients lost): a scheduled send answered "outcome
+    unknown", retried with its key once its ``send_at`` had passed. The body no longer validates, so the key's
+    record answers on its own, and it answered 202 with no replica behind it; a failover then lost the
+    message. That replay too is 202 only once the replicas have the original."""
+    async with Stack(own_redis.url, env=ENV, worker=False) as stack:
+        await eventually(lambda: _linked(stack), timeout=5)
+        send_at = datetime.now(UTC) + timedelta(seconds=1.5)
+        body = {"to": "+995591300006", "text": "Soon", "send_at": send_at.isoformat()}
+        headers = {**stack.auth(), "Idempotency-Key": "ha-scheduled"}
+        pid = int(replica.pidfile.read_text())
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            async with stack.http.post(f"{stack.url}/v1/messages", json=body, headers=headers) as first:
+                assert first.status == 503, await first.text()
+            await asyncio.sleep(max(0.0, (send_at - datetime.now(UTC)).total_seconds()) + 0.2)
+            async with stack.http.post(f"{stack.url}/v1/messages", json=body, headers=headers) as retry:
+                answer = (retry.status, await retry.json(content_type=None))
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+        async def confirmed() -> bool:
+            async with stack.http.post(f"{stack.url}/v1/messages", json=body, headers=headers) as again:
+                return again.status == 202
+
+        await eventually(confirmed, timeout=10)
+    assert answer[0] == 503 and answer[1]["type"].endswith("/outcome-unknown"), (
+        f"the replay of a past send_at was answered before any replica had it: {answer}"
+    )
 
 
 def test_the_wait_must_fit_in_the_redis_timeout() -> None:
