@@ -209,6 +209,7 @@ async def _replay_inflight(
         raise Conflict("a request with this Idempotency-Key is still being processed")
     await verify.store.finish_idempotency(record_key, digest, verification_id)
     request[MESSAGE_ID] = existing.message_id
+    await gw.store.messages.replicated(record_key, existing.message_id)
     return json_response(existing.resource(now_ms()), status=201)
 
 
@@ -259,6 +260,7 @@ async def start_verification(request: web.Request) -> web.Response:
     if kind == "replay":
         existing = await _load(verify, client, str(result[1]))
         request[MESSAGE_ID] = existing.message_id
+        await gw.store.messages.replicated(record_key, existing.message_id)
         return json_response(existing.resource(now_ms()), status=201)
     if kind == "inflight":
         return await _replay_inflight(request, verify, client, record_key, digest, str(result[1]))

@@ -270,12 +270,13 @@ class Messages:
                 return Mismatch()
             view = await self.view(message_id)
         facade_id = int(rest[0]) if rest and rest[0] else None
-        await self._replicated(idempotency.key, message_id)
+        await self.replicated(idempotency.key, message_id)
         return Replayed(message_id, int(code), view, facade_id)
 
-    async def _replicated(self, key: str, message_id: str) -> None:
+    async def replicated(self, key: str, message_id: str) -> None:
         """With WAIT configured, a replay answers as durable only once the replicas have what it replays (the
-        original was stored by another request, maybe answered "outcome unknown" for want of them)."""
+        original was stored by another request, maybe answered "outcome unknown" for want of them): touching
+        ``key`` (a write) makes the WAIT cover every earlier write, whoever made it."""
         if self._touch is None:
             return
         with translated():

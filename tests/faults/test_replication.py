@@ -221,6 +221,36 @@ async def test_a_replay_of_a_send_whose_time_has_passed_waits_for_the_replicas_t
     )
 
 
+async def test_a_verification_replay_is_201_only_once_the_replicas_have_it(
+    own_redis: EmbeddedRedis, replica: EmbeddedRedis
+) -> None:
+    """The same rule for a verification created with a key: its code SMS stored on the primary only
+    ("outcome unknown"), the retry with the key finds the create done, and answers 201 only once the
+    replicas have it."""
+    async with Stack(own_redis.url, env=ENV, worker=False) as stack:
+        await eventually(lambda: _linked(stack), timeout=5)
+        url, body = f"{stack.url}/v1/verifications", {"to": "+995591300007"}
+        headers = {**stack.auth(), "Idempotency-Key": "ha-verification"}
+        pid = int(replica.pidfile.read_text())
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            async with stack.http.post(url, json=body, headers=headers) as first:
+                assert first.status == 503, await first.text()
+            async with stack.http.post(url, json=body, headers=headers) as retry:
+                answer = (retry.status, await retry.json(content_type=None))
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+        async def confirmed() -> bool:
+            async with stack.http.post(url, json=body, headers=headers) as again:
+                return again.status == 201
+
+        await eventually(confirmed, timeout=10)
+    assert answer[0] == 503 and answer[1]["type"].endswith("/outcome-unknown"), (
+        f"a verification replay was answered before any replica had it: {answer}"
+    )
+
+
 def test_the_wait_must_fit_in_the_redis_timeout() -> None:
     from smsgw.errors import SettingsError  # noqa: PLC0415
     from smsgw.settings import Settings  # noqa: PLC0415
