@@ -202,6 +202,12 @@ class Messages:
         outcome: Accepted | Replayed | Mismatch
         if found is False:
             earlier = await self._earlier(message.id, deadline, idempotency, facade_retry)
+            if earlier is None and self._wait_replicas:
+                # With replicas a failover may have come between the write and this question: absent on
+                # today's primary does not prove the script never ran on yesterday's.
+                raise StoreOutcomeUnknown(
+                    "not on the current primary; a failover may have moved it", message.id, deadline
+                )
             if earlier is None:
                 raise StoreUnavailable("Redis answered too late; nothing was accepted")
             outcome = earlier

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from smsgw.clock import now_ms
 from smsgw.devtools.redis import EmbeddedRedis
-from smsgw.errors import StoreOutcomeUnknown
+from smsgw.errors import StoreOutcomeUnknown, StoreUnavailable
 from smsgw.gateway.app import create_app
 from smsgw.store.messages import Idempotency, Messages
 from smsgw.store.records import NewMessage
@@ -249,6 +249,25 @@ async def test_a_verification_replay_is_201_only_once_the_replicas_have_it(
     assert answer[0] == 503 and answer[1]["type"].endswith("/outcome-unknown"), (
         f"a verification replay was answered before any replica had it: {answer}"
     )
+
+
+@pytest.mark.parametrize("wait", [0, 1], ids=["single-redis", "with-replicas"])
+async def test_absent_after_a_lost_reply_is_final_only_without_replicas(redis: Redis, wait: int) -> None:
+    """Found by the Sentinel soak (a plain 503 for a stored message): after a lost reply, the find-out asks
+    today's primary. On a single Redis "absent" past the deadline is final: 503, nothing accepted. With
+    replicas a failover may have come between the write and the question, so the answer is "outcome
+    unknown" (a retry with the key is safe), never "nothing was accepted"."""
+    scripts = Scripts.load(redis)
+    messages = Messages(redis, scripts, timeout=0.2, wait_replicas=wait, wait_timeout=0.1)
+    now = now_ms()
+    message = NewMessage(
+        id=f"m-absent-{wait}", client="alpha", lane="transactional", brand_id=1, text="Lost", sealed=False,
+        reference=None, segments=1, encoding="GSM-7", created_ms=now, send_at_ms=None,
+        expires_ms=now + 300_000, stop_list=False, units=(("995591300008",),),
+    )  # fmt: skip
+    expected = StoreOutcomeUnknown if wait else StoreUnavailable
+    with pytest.raises(expected):
+        await messages._find_out(message, now - 1, None, None)  # the reply lost; the script never ran
 
 
 def test_the_wait_must_fit_in_the_redis_timeout() -> None:
