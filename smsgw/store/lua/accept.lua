@@ -76,5 +76,6 @@ if a.retry ~= cjson.null and a.retry ~= nil then
 end
 if idem then redis.call('SET', idem[1], idem[3] .. '|' .. facade_id, 'EX', C.IDEMPOTENCY_TTL) end
 local wake = P.wake .. a.lane
-if redis.call('LLEN', wake) < C.WAKE_CAP then redis.call('LPUSH', wake, '1') end
+-- One command in the common case: push, and trim only when nobody has been taking the nudges.
+if redis.call('LPUSH', wake, '1') > C.WAKE_CAP then redis.call('LTRIM', wake, 0, C.WAKE_CAP - 1) end
 return {1, facade_id}
