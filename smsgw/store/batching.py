@@ -15,9 +15,14 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-__all__ = ["ScriptBatcher"]
+__all__ = ["ScriptBatcher", "wait_for"]
 
 Call = tuple[list[Any], list[Any], "asyncio.Future[Any]"]
+
+
+def wait_for(replicas: int, timeout_s: float) -> tuple[int, int] | None:
+    """The ``wait`` of a batcher from SMSGW_REDIS_WAIT_REPLICAS / _TIMEOUT (None: no WAIT)."""
+    return (replicas, int(timeout_s * 1000)) if replicas else None
 
 
 class ScriptBatcher:

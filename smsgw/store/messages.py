@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from smsgw.clock import iso, now_ms
 from smsgw.errors import StoreOutcomeUnknown, StoreUnavailable
 from smsgw.store import keys
-from smsgw.store.batching import ScriptBatcher
+from smsgw.store.batching import ScriptBatcher, wait_for
 from smsgw.store.connection import is_unavailable, maybe_sent, outage_name, translated
 from smsgw.store.records import MessageView, NewMessage
 from smsgw.store.scripts import Scripts
@@ -112,7 +112,7 @@ class Messages:
         self._scripts = scripts
         # Opt-in HA: a 202 only once this many replicas have the message (WAIT), else "outcome unknown".
         self._wait_replicas = wait_replicas
-        wait = (wait_replicas, int(wait_timeout * 1000)) if wait_replicas else None
+        wait = wait_for(wait_replicas, wait_timeout)
         self._accept = ScriptBatcher(redis, scripts.accept, wait=wait)
         self._touch = ScriptBatcher(redis, scripts.touch, wait=wait) if wait else None
         self._facade_answered = ScriptBatcher(redis, scripts.facade_answered)  # one per facade send, batched

@@ -25,6 +25,7 @@ from smsgw.errors import StoreUnavailable
 from smsgw.metrics import CONTENT_TYPE, WorkerMetrics, render
 from smsgw.settings import LANES, Settings
 from smsgw.store import Store
+from smsgw.store.batching import wait_for
 from smsgw.store.connection import connect
 from smsgw.store.dispatch import Capacity, Dispatch
 from smsgw.ubill import UbillClient
@@ -63,9 +64,7 @@ class WorkerProcess:
                     "bulk": settings.min_share_bulk,
                 },
             ),
-            wait=(settings.redis_wait_replicas, int(settings.redis_wait_timeout * 1000))
-            if settings.redis_wait_replicas
-            else None,
+            wait=wait_for(settings.redis_wait_replicas, settings.redis_wait_timeout),
         )
         self.session: aiohttp.ClientSession | None = None
         self.lanes: list[Lane] = []

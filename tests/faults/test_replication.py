@@ -5,6 +5,7 @@ and a retry with the same Idempotency-Key answers the stored message."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import signal
@@ -35,6 +36,17 @@ def replica(own_redis: EmbeddedRedis, tmp_path: Path) -> Iterator[EmbeddedRedis]
     server.stop()
 
 
+@contextlib.contextmanager
+def _stopped(replica: EmbeddedRedis) -> Iterator[None]:
+    """The replica paused (SIGSTOP): connected, acknowledging nothing, until the block ends."""
+    pid = int(replica.pidfile.read_text())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
 async def _linked(stack: Stack) -> bool:
     async with stack.http.get(f"{stack.url}/readyz") as response:
         return response.status == 200
@@ -54,9 +66,7 @@ async def test_a_202_waits_for_the_replica_and_says_so_when_it_cannot(
 
         await eventually(replicated, timeout=10)  # once the replica has caught up, 202
 
-        pid = int(replica.pidfile.read_text())
-        os.kill(pid, signal.SIGSTOP)  # the replica stops acknowledging
-        try:
+        with _stopped(replica):  # the replica stops acknowledging
             lagging = {"to": "+995591300002", "text": "Not confirmed"}
             headers = {**stack.auth(), "Idempotency-Key": "ha-2"}
             async with stack.http.post(f"{stack.url}/v1/messages", json=lagging, headers=headers) as answer:
@@ -65,8 +75,6 @@ async def test_a_202_waits_for_the_replica_and_says_so_when_it_cannot(
                 assert problem["type"].endswith("/outcome-unknown"), problem
                 assert answer.headers["Retry-After"].isdigit()
                 assert "replica" in problem["detail"]
-        finally:
-            os.kill(pid, signal.SIGCONT)
         # Stored on the primary: the retry with the same key answers that message, and sends nothing new.
         async with stack.http.post(f"{stack.url}/v1/messages", json=lagging, headers=headers) as again:
             assert again.status == 202, await again.text()
@@ -87,18 +95,14 @@ async def test_a_replay_is_202_only_once_the_replicas_have_the_original(
         runner, other_url = await serve(create_app(stack.settings))
         headers = {**stack.auth(), "Idempotency-Key": "ha-replay"}
         body = {"to": "+995591300003", "text": "Replay waits too"}
-        pid = int(replica.pidfile.read_text())
         try:
             async with stack.http.get(f"{other_url}/readyz") as warm:  # its pool is open before the fault
                 assert warm.status == 200
-            os.kill(pid, signal.SIGSTOP)
-            try:
+            with _stopped(replica):
                 async with stack.http.post(f"{stack.url}/v1/messages", json=body, headers=headers) as first:
                     assert first.status == 503, await first.text()
                 async with stack.http.post(f"{other_url}/v1/messages", json=body, headers=headers) as retry:
                     answer = (retry.status, await retry.json(content_type=None))
-            finally:
-                os.kill(pid, signal.SIGCONT)
 
             async def confirmed() -> bool:
                 async with stack.http.post(f"{other_url}/v1/messages", json=body, headers=headers) as again:
@@ -137,16 +141,12 @@ async def test_a_replay_on_a_connection_that_never_wrote_still_waits_for_the_ori
             expires_ms=now + 300_000, stop_list=False, units=(("995591300004",),),
         )  # fmt: skip
         key = Idempotency("alpha", "messages", "k-ha", "body-ha")
-        pid = int(replica.pidfile.read_text())
-        os.kill(pid, signal.SIGSTOP)
-        try:
+        with _stopped(replica):  # the replica stops acknowledging
             with pytest.raises(StoreOutcomeUnknown):
                 await first.accept(message, ttl_s=3_600, idempotency=key)
             retry = dataclasses.replace(message, id="m-ha-retry")
             with pytest.raises(StoreOutcomeUnknown, match="replicas"):
                 await other.accept(retry, ttl_s=3_600, idempotency=key)
-        finally:
-            os.kill(pid, signal.SIGCONT)
     finally:
         await first_pool.aclose()
         await fresh_pool.aclose()
@@ -166,17 +166,13 @@ async def test_a_worker_sends_nothing_on_a_claim_the_replicas_do_not_have(
     number = "995591300005"
     async with Stack(own_redis.url, env=ENV) as stack:
         await eventually(lambda: _linked(stack), timeout=5)
-        pid = int(replica.pidfile.read_text())
-        os.kill(pid, signal.SIGSTOP)
-        try:
+        with _stopped(replica):  # the replica stops acknowledging
             body = {"to": number, "text": "Claim waits"}
             headers = {**stack.auth(), "Idempotency-Key": "ha-claim"}
             async with stack.http.post(f"{stack.url}/v1/messages", json=body, headers=headers) as answer:
                 assert answer.status == 503, await answer.text()  # stored on the primary only
             await asyncio.sleep(3.0)  # several takes of the unit meanwhile
             during = (await stack.sandbox_counts()).get(number, 0)
-        finally:
-            os.kill(pid, signal.SIGCONT)
 
         async def sent() -> bool:
             return (await stack.sandbox_counts()).get(number, 0) >= 1
@@ -200,16 +196,12 @@ async def test_a_replay_of_a_send_whose_time_has_passed_waits_for_the_replicas_t
         send_at = datetime.now(UTC) + timedelta(seconds=1.5)
         body = {"to": "+995591300006", "text": "Soon", "send_at": send_at.isoformat()}
         headers = {**stack.auth(), "Idempotency-Key": "ha-scheduled"}
-        pid = int(replica.pidfile.read_text())
-        os.kill(pid, signal.SIGSTOP)
-        try:
+        with _stopped(replica):  # the replica stops acknowledging
             async with stack.http.post(f"{stack.url}/v1/messages", json=body, headers=headers) as first:
                 assert first.status == 503, await first.text()
             await asyncio.sleep(max(0.0, (send_at - datetime.now(UTC)).total_seconds()) + 0.2)
             async with stack.http.post(f"{stack.url}/v1/messages", json=body, headers=headers) as retry:
                 answer = (retry.status, await retry.json(content_type=None))
-        finally:
-            os.kill(pid, signal.SIGCONT)
 
         async def confirmed() -> bool:
             async with stack.http.post(f"{stack.url}/v1/messages", json=body, headers=headers) as again:
@@ -231,15 +223,11 @@ async def test_a_verification_replay_is_201_only_once_the_replicas_have_it(
         await eventually(lambda: _linked(stack), timeout=5)
         url, body = f"{stack.url}/v1/verifications", {"to": "+995591300007"}
         headers = {**stack.auth(), "Idempotency-Key": "ha-verification"}
-        pid = int(replica.pidfile.read_text())
-        os.kill(pid, signal.SIGSTOP)
-        try:
+        with _stopped(replica):  # the replica stops acknowledging
             async with stack.http.post(url, json=body, headers=headers) as first:
                 assert first.status == 503, await first.text()
             async with stack.http.post(url, json=body, headers=headers) as retry:
                 answer = (retry.status, await retry.json(content_type=None))
-        finally:
-            os.kill(pid, signal.SIGCONT)
 
         async def confirmed() -> bool:
             async with stack.http.post(url, json=body, headers=headers) as again:

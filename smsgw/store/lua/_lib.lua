@@ -297,3 +297,12 @@ local function adopt_orphans(m, unit, claimed, numbers, ctx, reconcile_at)
   record_ack(m, unit, claimed, numbers, found, ctx, reconcile_at)
   return true
 end
+
+-- Rewrite a key's own expiry: a write that changes nothing, so that a WAIT after the script covers the write
+-- that made the key, whichever connection made it (from Redis 7.2, WAIT counts only a connection's own writes).
+-- Returns the key's remaining ms (-2: gone, -1: no expiry).
+local function touch_expiry(key)
+  local ttl = redis.call('PTTL', key)
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+  return ttl
+end

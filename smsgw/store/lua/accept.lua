@@ -22,10 +22,7 @@ local a = cjson.decode(ARGV[1])
 -- A replay writes nothing, so the WAIT after it would not cover the original's write (made on another
 -- connection, maybe another gateway): rewriting the replayed key's own expiry makes it do so.
 local function touched(key)
-  if a.w then
-    local ttl = redis.call('PTTL', key)
-    if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
-  end
+  if a.w then touch_expiry(key) end
 end
 local now = redis_now()
 if now > tonumber(a.deadline) then return {-1} end
