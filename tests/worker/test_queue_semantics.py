@@ -76,13 +76,29 @@ async def test_cancel_while_the_unit_waits_for_capacity(redis: Redis, redis_url:
     async with Stack(redis_url, env=env) as stack:
         first = await stack.send({"to": "+995591000104", "text": "One"})
         await stack.wait_status(first["id"], "submitted", "sent", "delivered")
+        spent_until = await _spend_capacity(redis, seconds=3)
         second = await stack.send({"to": "+995591000105", "text": "Two"})
         await eventually(lambda: _exists(redis, keys.demand("transactional")), timeout=2, every=0.005)
         async with stack.http.delete(f"{stack.url}/v1/messages/{second['id']}", headers=stack.auth()) as r:
             assert r.status == 200
         assert (await stack.get(second["id"]))["status"] == "cancelled"
-        await asyncio.sleep(1.5)
+        await eventually(lambda: _redis_time_past(redis, spent_until + 0.5), timeout=6)
         assert [s["numbers"] for s in await stack.sandbox_sends()] == [["995591000104"]]
+
+
+async def _spend_capacity(redis: Redis, seconds: int) -> int:
+    """Another worker's calls fill the next one-second windows (Redis clock), so the test does not hang on
+    where the first send fell inside its second (a fixed window may turn between two sends). Returns the end."""
+    now, _ = await redis.time()
+    for second in range(now, now + seconds):
+        await redis.hset(keys.rate_window(second), mapping={"calls": 1, "calls:transactional": 1})
+        await redis.pexpireat(keys.rate_window(second), (second + 2) * 1000)
+    return int(now + seconds)
+
+
+async def _redis_time_past(redis: Redis, moment: float) -> bool:
+    seconds, micros = await redis.time()
+    return seconds + micros / 1e6 > moment
 
 
 async def _exists(redis: Redis, key: str) -> bool:
