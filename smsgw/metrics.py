@@ -176,6 +176,12 @@ class WorkerMetrics:
             ["lane", "reason"],
             registry=r,
         )
+        self.settles_unconfirmed = Counter(
+            "smsgw_dispatch_settles_unconfirmed_total",
+            "Settles written again because the replicas did not confirm them (SMSGW_REDIS_WAIT_REPLICAS).",
+            ["lane", "outcome"],
+            registry=r,
+        )
         self.dead_letters = Counter(
             "smsgw_dead_letters_total", "Dispatch units that exhausted their retries.", ["lane"], registry=r
         )

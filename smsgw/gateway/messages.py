@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from smsgw.errors import Conflict, NotFound, ValidationFailed
-from smsgw.gateway.context import GATEWAY, MESSAGE_ID, client_of
+from smsgw.gateway.context import GATEWAY, MESSAGE_ID, RETRY_ADVICE, client_of
 from smsgw.gateway.idempotency import HEADER, idempotency
 from smsgw.gateway.jsonio import json_response, read_json
 from smsgw.gateway.submit import MISMATCH, submit
@@ -140,6 +140,10 @@ async def cancel_message(request: web.Request) -> web.Response:
     message_id = request.match_info["id"]
     request[MESSAGE_ID] = message_id
     await load_message(request, message_id)
+    request[RETRY_ADVICE] = (
+        f"Cancelling again is safe (a cancel applies once); GET /v1/messages/{message_id} shows each "
+        "recipient."
+    )
     cancelled = await gw.store.messages.cancel(message_id, client_of(request).name)
     if cancelled is None:
         raise NotFound(f"no message {message_id}")

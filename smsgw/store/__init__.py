@@ -22,6 +22,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from smsgw.settings import Settings
+from smsgw.store.batching import wait_for
 from smsgw.store.brands import BrandNames
 from smsgw.store.connection import Durability, connect, durability, translated
 from smsgw.store.delivery import Deliveries
@@ -52,6 +53,7 @@ class Store:
             self.scripts,
             orphan_ttl=settings.orphan_ttl,
             reconcile_after=settings.reconcile_after,
+            wait=wait_for(settings.redis_wait_replicas, settings.redis_wait_timeout),
         )
         self.upkeep = Upkeep(self.redis, self.scripts)
         self.brands = BrandNames(self.redis)

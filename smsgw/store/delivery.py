@@ -26,6 +26,9 @@ class Applied:
     status: str
     lane: str
     created_ms: int | None
+    # False when WAIT (SMSGW_REDIS_WAIT_REPLICAS) did not confirm it on the replicas: the callback is answered
+    # 503, so uBill sends it again rather than a failover losing a status uBill will not repeat.
+    replicated: bool = True
 
 
 class Deliveries:
@@ -36,11 +39,13 @@ class Deliveries:
         *,
         orphan_ttl: int,
         reconcile_after: float,
+        wait: tuple[int, int] | None = None,
     ) -> None:
         self._redis = redis
         self._scripts = scripts
-        # A callback flood: concurrent callbacks share a pipeline per event-loop pass.
-        self._callback = ScriptBatcher(redis, scripts.callback)
+        # A callback flood: concurrent callbacks share a pipeline per event-loop pass (WAIT ends it if set).
+        self._callback = ScriptBatcher(redis, scripts.callback, wait=wait)
+        self._wait_replicas = wait[0] if wait else 0
         self._orphan_ttl = orphan_ttl
         self._reconcile_after_ms = int(reconcile_after * 1000)
 
@@ -48,7 +53,7 @@ class Deliveries:
         status = CALLBACK_STATUS[status_id]
         now = now_ms()
         with translated():
-            result, _replicas = await self._callback(
+            result, replicas = await self._callback(
                 [],
                 [
                     sms_id,
@@ -60,7 +65,9 @@ class Deliveries:
                     self._orphan_ttl,
                     occurred_ms,
                     now + self._reconcile_after_ms,
+                    "1" if self._wait_replicas else "",
                 ],
             )
         created = int(result[2]) if result[2] else None
-        return Applied(str(result[0]), status, str(result[1]), created)
+        replicated = replicas is None or replicas >= self._wait_replicas
+        return Applied(str(result[0]), status, str(result[1]), created, replicated)

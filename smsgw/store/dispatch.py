@@ -156,6 +156,9 @@ class Settled:
     state: str  # ok | gone | stale
     moved: int
     tries: int
+    # False when WAIT (SMSGW_REDIS_WAIT_REPLICAS) did not confirm the write on the replicas in time: a
+    # failover could lose it, so the worker writes it again (``Dispatcher._settle``).
+    replicated: bool = True
 
 
 def _job(lane: str, raw: list[Any]) -> Job:
@@ -210,9 +213,9 @@ class Dispatch:
         self.grace_ms = self.lease_ms
         self._capacity = capacity.as_json()
         # Concurrent settles of one process share a pipeline per event-loop pass (one round trip for many).
-        self._settle = ScriptBatcher(redis, scripts.settle)
-        # Opt-in HA (SMSGW_REDIS_WAIT_REPLICAS): a take ends with WAIT, and a claim not on that many replicas
-        # sends nothing (``Send.replicated``).
+        # Opt-in HA (SMSGW_REDIS_WAIT_REPLICAS): takes and settles end with WAIT; a claim not on that many
+        # replicas sends nothing (``Send.replicated``), a settle not on them is written again (``Settled``).
+        self._settle = ScriptBatcher(redis, scripts.settle, wait=wait)
         self._wait_replicas = wait[0] if wait else 0
         self._take = ScriptBatcher(redis, scripts.take, wait=wait) if wait else None
 
@@ -253,10 +256,11 @@ class Dispatch:
         args: list[str | int] = [unit.message_id, unit.k, outcome.value, now, iso(now), self.owner, sms_id]
         args += [reason, next_at_ms, reconcile_at, *getattr(unit, "numbers", ())]
         with translated():
-            raw, _replicas = await self._settle([], args)
+            raw, replicas = await self._settle([], args)
+        replicated = replicas is None or replicas >= self._wait_replicas
         if raw[0] in ("gone", "stale"):
-            return Settled(str(raw[0]), 0, 0)
-        return Settled("ok", int(raw[1]), int(raw[2]))
+            return Settled(str(raw[0]), 0, 0, replicated)
+        return Settled("ok", int(raw[1]), int(raw[2]), replicated)
 
     async def beat(self, running: dict[str, list[str]]) -> None:
         """Liveness, and the leases of the units this process runs (``{lane: [unit id, ...]}``)."""

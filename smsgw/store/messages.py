@@ -279,7 +279,7 @@ class Messages:
         await self.replicated(idempotency.key, message_id)
         return Replayed(message_id, int(code), view, facade_id)
 
-    async def replicated(self, key: str, message_id: str) -> None:
+    async def replicated(self, key: str, message_id: str, done: str = "stored") -> None:
         """With WAIT configured, a replay answers as durable only once the replicas have what it replays (the
         original was stored by another request, maybe answered "outcome unknown" for want of them): touching
         ``key`` (a write) makes the WAIT cover every earlier write, whoever made it."""
@@ -289,17 +289,22 @@ class Messages:
             _ttl, replicas = await self._touch([key], [])
         if replicas is None or replicas < self._wait_replicas:
             raise StoreOutcomeUnknown(
-                f"stored, but only {replicas or 0} of {self._wait_replicas} replicas confirmed it in time",
+                f"{done}, but only {replicas or 0} of {self._wait_replicas} replicas confirmed it in time",
                 message_id,
                 now_ms(),
             )
 
     async def cancel(self, message_id: str, client: str) -> int | None:
-        """Cancel what was not handed to uBill; the number cancelled, or None when not this client's."""
+        """Cancel what was not handed to uBill; the number cancelled, or None when not this client's. With
+        WAIT configured, answered only once the replicas have the cancel (or an earlier one this repeats): a
+        failover that lost it would send what the caller was told is cancelled."""
         now = now_ms()
         with translated():
             result = await self._scripts.cancel(args=[message_id, client, now, iso(now)])
-        return int(result[1]) if result[0] == "ok" else None
+        if result[0] != "ok":
+            return None
+        await self.replicated(keys.message(message_id), message_id, "cancelled")
+        return int(result[1])
 
     async def facade_message(self, sms_id: str) -> MessageView | None:
         """The message behind one of the facade's integer smsIDs."""

@@ -54,6 +54,11 @@ log = structlog.get_logger(__name__)
 RECONCILE_MAX_DELAY_MS = 6 * 3600 * 1000
 ACCEPTED_MEMORY = 100_000  # unit ids (~100 bytes each): the acceptances of the last minutes at full speed
 CLAIM_RETRY_MS = 500  # a claim not yet on the replicas (WAIT) is taken again this soon
+# Outcomes that end an attempt for good: with WAIT they are written until the replicas have them. Not a
+# retry or a deferral: they make the unit claimable again, and a rewrite would overwrite the same worker's
+# next attempt (same owner); lost, they leave the unit ``calling`` by its worker, which defers it (nothing
+# was sent) or, if it died, hands it to the ambiguity policy. Nor a reconcile timer.
+MUST_REPLICATE = frozenset({Outcome.ACKED, Outcome.REFUSED, Outcome.UNKNOWN, Outcome.DEAD})
 TextOpener = Callable[[str], str]
 
 
@@ -309,7 +314,30 @@ class Dispatcher:
         reconcile_after: float = 0,
     ) -> Settled:
         """Record an outcome. A known answer must be recorded: Redis outages (refused connections, OOM,
-        MISCONF, READONLY...) are waited out as long as it takes; only a shutdown past its grace ends it."""
+        MISCONF, READONLY...) are waited out as long as it takes; only a shutdown past its grace ends it.
+        With SMSGW_REDIS_WAIT_REPLICAS, what uBill answered is written again until the replicas confirm it:
+        a failover before they have it would hand the unit out as never answered (sent twice)."""
+        next_at_ms = next_at_ms or now_ms()
+        settled = await self._settle_once(unit, outcome, sms_id, reason, next_at_ms, reconcile_after)
+        pause = 0.1
+        again = settled
+        while not again.replicated and again.state != "gone" and outcome in MUST_REPLICATE:
+            self.metrics.settles_unconfirmed.labels(unit.lane, outcome.value).inc()
+            log.warning("dispatch.settle_not_replicated", outcome=outcome.value, pause_s=pause)
+            await asyncio.sleep(pause)
+            pause = min(2.0, pause * 2)
+            again = await self._settle_once(unit, outcome, sms_id, reason, next_at_ms, reconcile_after)
+        return settled
+
+    async def _settle_once(
+        self,
+        unit: UnitRef,
+        outcome: Outcome,
+        sms_id: str,
+        reason: str,
+        next_at_ms: int,
+        reconcile_after: float,
+    ) -> Settled:
         pause = 0.1
         while True:
             try:
@@ -318,7 +346,7 @@ class Dispatcher:
                     outcome,
                     sms_id=sms_id,
                     reason=reason,
-                    next_at_ms=next_at_ms or now_ms(),
+                    next_at_ms=next_at_ms,
                     reconcile_after=reconcile_after,
                 )
             except StoreUnavailable as exc:

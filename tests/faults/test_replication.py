@@ -23,7 +23,8 @@ from smsgw.gateway.app import create_app
 from smsgw.store.messages import Idempotency, Messages
 from smsgw.store.records import NewMessage
 from smsgw.store.scripts import Scripts
-from tests.harness import Stack, eventually, serve
+from tests.faults.proxy import RedisProxy
+from tests.harness import CALLBACK_KEY, Stack, eventually, serve
 
 ENV = {"SMSGW_REDIS_WAIT_REPLICAS": "1", "SMSGW_REDIS_WAIT_TIMEOUT": "0.3", "SMSGW_REDIS_TIMEOUT": "1"}
 
@@ -237,6 +238,117 @@ async def test_a_verification_replay_is_201_only_once_the_replicas_have_it(
     assert answer[0] == 503 and answer[1]["type"].endswith("/outcome-unknown"), (
         f"a verification replay was answered before any replica had it: {answer}"
     )
+
+
+async def _recipient(stack: Stack, message_id: str) -> str:
+    status: str = (await stack.get(message_id))["recipients"][0]["status"]
+    return status
+
+
+@pytest.mark.parametrize(
+    ("priority", "latency", "lease", "final"),
+    [
+        ("otp", "1.5", "30", ("submitted", "sent", "delivered")),
+        # uBill's callbacks may settle the unknown (answered 503 until the replicas have them, then adopted)
+        ("transactional", "2.5", "3", ("unknown", "submitted", "sent", "delivered")),
+    ],
+    ids=["accepted", "answer-lost"],
+)
+async def test_a_settle_the_replicas_do_not_confirm_is_written_again_after_a_failover(
+    own_redis: EmbeddedRedis,
+    replica: EmbeddedRedis,
+    priority: str,
+    latency: str,
+    lease: str,
+    final: tuple[str, ...],
+) -> None:
+    """uBill got a send while the replica was cut off, and the failover that follows promotes that replica:
+    the claim is there (it was WAITed), the attempt's end is not.
+    - accepted: before, the worker moved on, the unit sat ``dispatching`` until its lease ran out (30 s
+      here), and a worker killed meanwhile left it to the ambiguity policy (an OTP sent twice: the Sentinel
+      soak's DUP).
+    - answer lost (uBill slower than SMSGW_UBILL_TIMEOUT): before, the ``unknown`` was lost, the unit came
+      back to its worker as a claim it had no call out for, and it was sent again.
+    Now an attempt's end that the replicas did not confirm is written again until they do."""
+    number = "995591300009"
+    async with RedisProxy(own_redis.port) as proxy:
+        env = {**ENV, "SMSGW_JOB_LEASE": lease}
+        async with Stack(proxy.url, env=env, sandbox={"latency": latency}) as stack:
+            async with Redis(port=own_redis.port) as primary:
+                await eventually(lambda: _replicas(primary), timeout=10)
+            created = await stack.send({"to": number, "text": "Code 4411", "priority": priority})
+            await eventually(lambda: _is(stack, created["id"], "dispatching"), timeout=5)
+            async with Redis(port=replica.port) as promoted, Redis(port=own_redis.port) as old:
+                await promoted.replicaof("NO", "ONE")  # cut off: it has the claim, it gets nothing more
+                await eventually(lambda: _counted(stack, number), timeout=5)  # uBill has it
+                await asyncio.sleep(1.0)  # the attempt ended on the old primary, unconfirmed
+                await old.replicaof("127.0.0.1", replica.port)  # the old primary resyncs: that write is lost
+                proxy.upstream = ("127.0.0.1", replica.port)  # the failover: clients now reach the replica
+                proxy.cut()
+                await eventually(lambda: _replicas(promoted), timeout=10)
+            await eventually(lambda: _is(stack, created["id"], *final), timeout=8)
+            await asyncio.sleep(min(float(lease), 3.0) + 2.0)  # time for a lease to run out and a resend
+            counts = await stack.sandbox_counts()
+            status = await _recipient(stack, created["id"])
+    assert counts.get(number) == 1, counts
+    assert status in final, status
+
+
+async def test_a_cancel_is_answered_only_once_the_replicas_have_it(
+    own_redis: EmbeddedRedis, replica: EmbeddedRedis
+) -> None:
+    """A 200 "cancelled" that a failover loses would send what the caller was told is cancelled. With WAIT
+    configured the answer waits for the replicas; without them it is "outcome unknown", and cancelling again
+    is safe: once they have it, the repeat says there is nothing left to cancel."""
+    async with Stack(own_redis.url, env=ENV, worker=False) as stack:
+        async with Redis(port=own_redis.port) as primary:
+            await eventually(lambda: _replicas(primary), timeout=10)
+        created = await stack.send({"to": "995591300011", "text": "Cancel me", "send_at": _in(3600)})
+        url = f"{stack.url}/v1/messages/{created['id']}"
+        with _stopped(replica):
+            async with stack.http.delete(url, headers=stack.auth()) as answer:
+                assert answer.status == 503, await answer.text()
+                problem = await answer.json(content_type=None)
+        assert problem["type"].endswith("/outcome-unknown"), problem
+        assert "Cancelling again is safe" in problem["detail"], problem
+        async with stack.http.delete(url, headers=stack.auth()) as again:
+            assert again.status == 409, await again.text()
+        assert (await stack.get(created["id"]))["recipients"][0]["status"] == "cancelled"
+
+
+async def test_a_callback_is_answered_ok_only_once_the_replicas_have_it(
+    own_redis: EmbeddedRedis, replica: EmbeddedRedis
+) -> None:
+    """uBill does not repeat a callback answered 2xx: one a failover loses is a status lost until the report
+    is read. With WAIT configured the 200 waits for the replicas; without them the answer is 503 (uBill
+    retries anything else), and the repeat is 200 once they have it."""
+    query = {
+        "key": CALLBACK_KEY, "smsID": "7700001", "number": "995591300012", "statusID": "1",
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+    }  # fmt: skip
+    async with Stack(own_redis.url, env=ENV, worker=False) as stack:
+        async with Redis(port=own_redis.port) as primary:
+            await eventually(lambda: _replicas(primary), timeout=10)
+        url = f"{stack.url}/callbacks/ubill"
+        with _stopped(replica):
+            async with stack.http.get(url, params=query) as answer:
+                during = answer.status
+        async with stack.http.get(url, params=query) as again:
+            after = again.status
+    assert during == 503, during
+    assert after == 200, after
+
+
+def _in(seconds: int) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+
+async def _is(stack: Stack, message_id: str, *statuses: str) -> bool:
+    return await _recipient(stack, message_id) in statuses
+
+
+async def _counted(stack: Stack, number: str) -> bool:
+    return (await stack.sandbox_counts()).get(number, 0) >= 1
 
 
 @pytest.mark.parametrize("wait", [0, 1], ids=["single-redis", "with-replicas"])

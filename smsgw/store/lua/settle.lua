@@ -5,7 +5,9 @@
 -- ARGV[11...] the numbers the attempt carried (their records are read with the meta, in one HMGET)
 -- Returns {'ok', moved_count, tries} | {'gone'} | {'stale', state}
 --   stale: another worker owns the unit now; an acceptance is still recorded (it is the truth), anything else
---   is dropped so an attempt that was given up on cannot overwrite a newer one.
+--   is dropped so an attempt that was given up on cannot overwrite a newer one. A stale settle rewrites the
+--   message's expiry, so the WAIT after it covers the state it found (a settle written again until the replicas
+--   confirm it finds its own earlier write; from Redis 7.2 WAIT counts only the connection's own writes).
 local claimed = {}
 for i = 11, #ARGV do claimed[#claimed + 1] = ARGV[i] end
 local m, unit, numbers = load(ARGV[1], ARGV[2], claimed)
@@ -26,6 +28,7 @@ if unit.st == 'acked' then
   if outcome == 'acked' and sms ~= '' and sms ~= unit.sms then
     redis.call('SET', P.sms .. sms, m.id .. ':' .. m.k, 'EX', C.SMS_ID_TTL)
   end
+  touch_expiry(m.key)
   return {'stale', unit.st}
 end
 local mine = unit.st == 'calling' and unit.owner == ARGV[6]
@@ -36,7 +39,10 @@ if outcome == 'acked' then
   local moved = record_ack(m, unit, claimed, numbers, sms, ctx, reconcile_at)
   return {mine and 'ok' or 'stale', moved, unit.tries}
 end
-if not mine then return {'stale', unit.st} end
+if not mine then
+  touch_expiry(m.key)
+  return {'stale', unit.st}
+end
 
 local moved = 0
 if outcome == 'refused' then
