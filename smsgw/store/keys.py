@@ -87,6 +87,8 @@ DEMAND_TTL_MS: Final = 1_000  # a lane that waited within the last second still 
 WORKER_TTL_MS: Final = 86_400_000  # a worker's liveness record outlives any grace; DEL on clean stop
 BRANDS_TTL: Final = 7 * 86_400  # a brand reading nobody renews (checks turned off) does not stay for ever
 RECONCILE_GIVE_UP_MS: Final = 2 * 86_400_000  # after two days a missing final status will not come
+SMS_KEPT: Final = "kept"  # an smsID's index entry while callbacks wait for it (never a unit id, "<msg>:<k>")
+TAKE_HEAD: Final = 16  # timers a take reads by rank first: a lane with fewer due costs one read, not two
 
 
 def message(message_id: str) -> str:
@@ -199,4 +201,6 @@ LUA_CONSTANTS: Final[dict[str, str | int]] = {
     "DEMAND_TTL_MS": DEMAND_TTL_MS,
     "WORKER_TTL_MS": WORKER_TTL_MS,
     "RECONCILE_GIVE_UP_MS": RECONCILE_GIVE_UP_MS,
+    "TAKE_HEAD": TAKE_HEAD,
+    "SMS_KEPT": SMS_KEPT,
 }

@@ -829,8 +829,9 @@ class StoreMachine(RuleBasedStateMachine):
         event(f"callback: {applied.outcome}{' (foreign)' if callback.foreign else ''}")
         assert self.prev is not None
         indexed = self.prev.sms_index.get(callback.sms_id)
-        if applied.outcome in ("orphaned", "adopted"):
-            assert indexed is None, f"[7] callback for recorded smsID {callback.sms_id} {applied.outcome}"
+        if applied.outcome in ("orphaned", "adopted"):  # "kept": only callbacks wait for it, not recorded
+            recorded = indexed not in (None, keys.SMS_KEPT)
+            assert not recorded, f"[7] callback for recorded smsID {callback.sms_id} {applied.outcome}"
 
     # --- dead letters, housekeeping ------------------------------------------------------------------------
 

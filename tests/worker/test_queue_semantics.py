@@ -88,7 +88,8 @@ async def test_cancel_while_the_unit_waits_for_capacity(redis: Redis, redis_url:
 
 async def _spend_capacity(redis: Redis, seconds: int) -> int:
     """Another worker's calls fill the next one-second windows (Redis clock), so the test does not hang on
-    where the first send fell inside its second (a fixed window may turn between two sends). Returns the end."""
+    where the first send fell inside its second (a fixed window may turn between two sends). Returns the
+    end."""
     now, _ = await redis.time()
     for second in range(now, now + seconds):
         await redis.hset(keys.rate_window(second), mapping={"calls": 1, "calls:transactional": 1})
@@ -98,7 +99,7 @@ async def _spend_capacity(redis: Redis, seconds: int) -> int:
 
 async def _redis_time_past(redis: Redis, moment: float) -> bool:
     seconds, micros = await redis.time()
-    return seconds + micros / 1e6 > moment
+    return bool(seconds + micros / 1e6 > moment)
 
 
 async def _exists(redis: Redis, key: str) -> bool:

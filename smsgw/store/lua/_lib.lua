@@ -256,8 +256,9 @@ local function record_ack(m, unit, claimed, numbers, sms, ctx, reconcile_at)
   write(m, with_unit(m, unit, writes))
   emit_all(m, changed, ctx)
   if sms ~= '' then
-    redis.call('SET', P.sms .. sms, m.id .. ':' .. m.k, 'EX', C.SMS_ID_TTL)
-    apply_orphans(m, unit, numbers, sms, ctx)
+    -- The index entry says whether callbacks came first (callback.lua leaves C.SMS_KEPT): one command, not two.
+    local before = redis.call('SET', P.sms .. sms, m.id .. ':' .. m.k, 'EX', C.SMS_ID_TTL, 'GET')
+    if before == C.SMS_KEPT then apply_orphans(m, unit, numbers, sms, ctx) end
   end
   if unit.open > 0 and sms ~= '' then timer(m, reconcile_at) else no_timer(m) end
   return #changed

@@ -31,8 +31,18 @@ if a.rate ~= cjson.null and a.rate ~= nil then
   if wait > 0 then return {-2, wait} end
 end
 local idem = (a.idem ~= cjson.null and a.idem ~= nil) and a.idem or nil
+local retry = a.retry ~= cjson.null and a.retry ~= nil
+-- A plain keyed send reserves its key in the same command that reads it (SET NX GET, Redis >= 7.0): nothing
+-- between here and the writes below can refuse it. A facade or fixed-id send, which may still be refused or
+-- need its facade id in the record, reads first and writes the key at the end.
+local reserve = idem and not (retry or a.facade or a.exists)
 if idem then
-  local v = redis.call('GET', idem[1])
+  local v
+  if reserve then
+    v = redis.call('SET', idem[1], idem[3] .. '|', 'EX', C.IDEMPOTENCY_TTL, 'NX', 'GET')
+  else
+    v = redis.call('GET', idem[1])
+  end
   if v then
     local state, hash, message_id, code, fid = string.match(v, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|?([^|]*)$')
     if hash ~= idem[2] then return {-3} end
@@ -42,7 +52,7 @@ if idem then
     return out
   end
 end
-if a.retry ~= cjson.null and a.retry ~= nil then
+if retry then
   local v = redis.call('GET', a.retry)
   if v then
     local message_id, fid = string.match(v, '^([^|]*)|(.*)$')
@@ -68,10 +78,10 @@ if a.facade then
   redis.call('HSET', key, 'fid', facade_id)
 end
 redis.call('EXPIRE', key, a.ttl)
-if a.retry ~= cjson.null and a.retry ~= nil then
-  redis.call('SET', a.retry, a.id .. '|' .. facade_id, 'EX', C.FACADE_RETRY_TTL)
+if retry then redis.call('SET', a.retry, a.id .. '|' .. facade_id, 'EX', C.FACADE_RETRY_TTL) end
+if idem and not reserve then
+  redis.call('SET', idem[1], idem[3] .. '|' .. facade_id, 'EX', C.IDEMPOTENCY_TTL)
 end
-if idem then redis.call('SET', idem[1], idem[3] .. '|' .. facade_id, 'EX', C.IDEMPOTENCY_TTL) end
 local wake = P.wake .. a.lane
 -- One command in the common case: push, and trim only when nobody has been taking the nudges.
 if redis.call('LPUSH', wake, '1') > C.WAKE_CAP then redis.call('LTRIM', wake, 0, C.WAKE_CAP - 1) end

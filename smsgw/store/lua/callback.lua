@@ -1,6 +1,8 @@
 -- Apply one uBill delivery status (a callback, or a line of uBill's report) for (smsID, number).
 -- ARGV[1] smsID   ARGV[2] number   ARGV[3] status   ARGV[4] statusID   ARGV[5] occurred iso   ARGV[6] now ms
 -- ARGV[7] orphan ttl s   ARGV[8] occurred ms   ARGV[9] reconcile at ms (for a unit adopted now)
+-- ARGV[10] '1' when a WAIT follows: a callback that changes nothing (a repeat of one answered 503 because the
+--   replicas had not confirmed it) rewrites the message's expiry, so that WAIT covers what it repeats.
 -- Returns {outcome, lane, created_ms, client} with outcome one of
 --   applied | duplicate | ignored (number not in that call) | adopted (matched to a lost answer) | orphaned
 -- A status only reaches a recipient uBill provably accepted from this gateway: a recorded smsID, or the
@@ -11,6 +13,7 @@ local sms, number, status, sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ctx = {now = ARGV[6], iso = ARGV[5]}
 local occurred = tonumber(ARGV[8])
 local unit_id = redis.call('GET', P.sms .. sms)
+if unit_id == C.SMS_KEPT then unit_id = false end  -- callbacks already wait for this smsID
 local adopted = false
 if not unit_id then
   local match = nil
@@ -34,12 +37,15 @@ if not unit_id then
     redis.call('SADD', nkey, sms)
     redis.call('EXPIRE', nkey, ttl)
     redis.call('ZADD', C.ORPHANS, tonumber(ARGV[6]) + 1000 * ttl, sms)
+    -- The smsID's index entry says so: the settle that records it learns in the same SET that it has callbacks.
+    redis.call('SET', P.sms .. sms, C.SMS_KEPT, 'EX', ttl)
     return {'orphaned', '', '', ''}
   end
 end
 local id, k = string.match(unit_id, '^(.*):(%d+)$')
 local m, unit, numbers = load(id, k, {number})
 if not m or not unit then return {'ignored', '', '', ''} end
+if ARGV[10] == '1' then touch_expiry(m.key) end
 if adopted then
   clear_unsettled(m, numbers)
   record_ack(m, unit, numbers, numbers, sms, {now = ARGV[6], iso = ARGV[5]}, tonumber(ARGV[9]))

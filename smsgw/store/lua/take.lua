@@ -21,6 +21,14 @@ local caps = ARGV[9] ~= '' and cjson.decode(ARGV[9]) or nil
 local qkey = P.lane .. lane
 local rnow = nil
 
+-- The soonest timer this take sets (the lane's next timer may be one of them).
+local soonest = nil
+local set_timer = timer
+local function timer(m, at)
+  if not soonest or at < soonest then soonest = at end
+  set_timer(m, at)
+end
+
 local function clock()
   if not rnow then rnow = redis_now() end
   return rnow
@@ -131,7 +139,16 @@ end
 local out = {0, ''}
 local taken = 0
 local window = tonumber(ARGV[7])
-local due = redis.call('ZRANGEBYSCORE', qkey, '-inf', now, 'LIMIT', 0, window)
+-- The lane's head by rank: the due timers and, after them, the next one, so a take of a lane with little due
+-- reads once. Only a head that is all due needs the due range read in full.
+local head = redis.call('ZRANGE', qkey, 0, C.TAKE_HEAD - 1, 'WITHSCORES')
+local due, upcoming = {}, nil
+for i = 1, #head, 2 do
+  if tonumber(head[i + 1]) > now then upcoming = tonumber(head[i + 1]) break end
+  due[#due + 1] = head[i]
+end
+local head_all_due = upcoming == nil and #head == 2 * C.TAKE_HEAD
+if head_all_due then due = redis.call('ZRANGEBYSCORE', qkey, '-inf', now, 'LIMIT', 0, window) end
 for _, member in ipairs(due) do
   if taken >= want then break end
   local id, k = string.match(member, '^(.*):(%d+)$')
@@ -193,7 +210,10 @@ for _, member in ipairs(due) do
   end
 end
 if taken < want and out[1] == 0 and #due < window then
-  local upcoming = redis.call('ZRANGEBYSCORE', qkey, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-  out[2] = upcoming[2] or 'none'
+  if head_all_due then
+    upcoming = tonumber(redis.call('ZRANGEBYSCORE', qkey, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)[2])
+  end
+  if soonest and (not upcoming or soonest < upcoming) then upcoming = soonest end
+  out[2] = upcoming and string.format('%.0f', upcoming) or 'none'
 end
 return out
