@@ -17,7 +17,9 @@ Data model (one message = one hash; everything a script decides for a message li
                                        reconciliation; removed when the unit is finished
     smsgw:wake:{lane}           list   nudges that end an idle worker's blocking wait (capped)
     smsgw:worker:{owner}        string "since_ms|beat_ms": a worker's liveness (Redis time), PX WORKER_TTL_MS
-    smsgw:sms:{smsID}           string "{id}:{k}": which unit uBill's smsID belongs to (EX SMS_ID_TTL)
+    smsgw:sms:{smsID}           string "{id}:{k}": which unit uBill's smsID belongs to (EX SMS_ID_TTL); or
+                                       "kept" while callbacks wait for it (EX orphan TTL), so recording
+                                       it learns that in the same SET ... GET
     smsgw:orphan:{smsID}        list   callbacks that arrived before (or without) their smsID (EX orphan TTL)
     smsgw:orphan-number:{n}     set    smsIDs with kept orphan callbacks for number n (EX orphan TTL)
     smsgw:orphans               zset   smsIDs with kept orphan callbacks, scored by expiry: trimmed by upkeep

@@ -63,6 +63,7 @@ class Upkeep:
     def __init__(self, redis: Redis, scripts: Scripts) -> None:
         self._redis = redis
         self._scripts = scripts
+        self._kept_marked = False
 
     async def take_turn(self, name: str, seconds: float) -> bool:
         """True for one process per interval (a leader lock that expires by itself)."""
@@ -73,6 +74,9 @@ class Upkeep:
         """One round of housekeeping. Every client's stream is trimmed, found by SCAN: a worker may not be
         given the clients' list (the chart gives it to gateways only)."""
         now = now_ms()
+        if not self._kept_marked:
+            await self.mark_kept(now)
+            self._kept_marked = True
         prefix = keys.client_stream("")
         with translated():
             clients = [
@@ -87,6 +91,20 @@ class Upkeep:
                 ]
             )
         return Swept(int(raw[0]), int(raw[1]), int(raw[2]))
+
+    async def mark_kept(self, now: int, chunk: int = 500) -> int:
+        """Once per process: smsIDs whose callbacks were kept by a version that did not say so in the smsID
+        index get its "kept" entry (never over a recorded one), so recording them applies the callbacks."""
+        marked = 0
+        with translated():
+            pipe = self._redis.pipeline(transaction=False)
+            async for sms, expires_ms in self._redis.zscan_iter(keys.ORPHANS, count=chunk):
+                if expires_ms > now:
+                    pipe.set(keys.sms(str(sms)), keys.SMS_KEPT, pxat=int(expires_ms), nx=True)
+                if len(pipe) >= chunk:
+                    marked += sum(1 for done in await pipe.execute() if done)
+            marked += sum(1 for done in await pipe.execute() if done)
+        return marked
 
     async def lane_depths(self, lanes: tuple[str, ...]) -> tuple[dict[str, LaneDepth], int, int]:
         """Per lane depth, then dead letters and smsIDs with kept orphan callbacks."""

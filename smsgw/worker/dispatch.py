@@ -319,9 +319,12 @@ class Dispatcher:
         a failover before they have it would hand the unit out as never answered (sent twice)."""
         next_at_ms = next_at_ms or now_ms()
         settled = await self._settle_once(unit, outcome, sms_id, reason, next_at_ms, reconcile_after)
+        # Only what this settle wrote is confirmed: a stale one wrote nothing (another attempt owns the unit,
+        # which a rewrite must never overwrite), except an acceptance, which is recorded whoever owns it.
+        wrote = settled.state == "ok" or (settled.state == "stale" and outcome is Outcome.ACKED)
         pause = 0.1
         again = settled
-        while not again.replicated and again.state != "gone" and outcome in MUST_REPLICATE:
+        while wrote and not again.replicated and again.state != "gone" and outcome in MUST_REPLICATE:
             self.metrics.settles_unconfirmed.labels(unit.lane, outcome.value).inc()
             log.warning("dispatch.settle_not_replicated", outcome=outcome.value, pause_s=pause)
             await asyncio.sleep(pause)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
 from redis.asyncio import Redis
 
@@ -20,11 +21,18 @@ from smsgw.clock import now_ms
 from smsgw.devtools.redis import EmbeddedRedis
 from smsgw.errors import StoreOutcomeUnknown, StoreUnavailable
 from smsgw.gateway.app import create_app
+from smsgw.metrics import WorkerMetrics
+from smsgw.settings import Secret, Settings
+from smsgw.store import Store, keys
+from smsgw.store.dispatch import Capacity, Dispatch, Outcome, Send
 from smsgw.store.messages import Idempotency, Messages
 from smsgw.store.records import NewMessage
 from smsgw.store.scripts import Scripts
+from smsgw.ubill import UbillClient
+from smsgw.worker.breaker import CircuitBreaker
+from smsgw.worker.dispatch import Dispatcher
 from tests.faults.proxy import RedisProxy
-from tests.harness import CALLBACK_KEY, Stack, eventually, serve
+from tests.harness import CALLBACK_KEY, Stack, base_env, eventually, serve
 
 ENV = {"SMSGW_REDIS_WAIT_REPLICAS": "1", "SMSGW_REDIS_WAIT_TIMEOUT": "0.3", "SMSGW_REDIS_TIMEOUT": "1"}
 
@@ -376,3 +384,47 @@ def test_the_wait_must_fit_in_the_redis_timeout() -> None:
 
     with pytest.raises(SettingsError, match="SMSGW_REDIS_WAIT_TIMEOUT"):
         Settings.from_env({"SMSGW_REDIS_WAIT_REPLICAS": "1", "SMSGW_REDIS_WAIT_TIMEOUT": "2"})
+
+
+async def test_a_stale_settle_is_not_written_again(own_redis: EmbeddedRedis) -> None:
+    """Review finding: only what a settle wrote is confirmed. Worker w1's refusal finds the unit taken over by
+    w2 (stale: nothing written); w2 retries it and w1 claims it anew (same owner). Writing the refusal again
+    until a replica confirms it would overwrite w1's newer attempt. Here WAIT is never confirmed (no replica):
+    the stale settle returns at once, and the newer claim stands."""
+    settings = Settings.from_env(base_env(own_redis.url, "http://127.0.0.1:1/v1", **ENV))
+    store = Store(settings)
+    caps = Capacity(0, 0, {})
+    w1 = Dispatch(store.redis, store.redis, store.scripts, owner="w1", lease=5.0, capacity=caps)
+    w2 = Dispatch(store.redis, store.redis, store.scripts, owner="w2", lease=5.0, capacity=caps)
+    w1_waiting = Dispatch(
+        store.redis, store.redis, store.scripts, owner="w1", lease=5.0, capacity=caps, wait=(1, 50)
+    )
+    async with aiohttp.ClientSession() as session:
+        ubill = UbillClient(
+            session, "http://127.0.0.1:1/v1", Secret("k"), timeout=1, connect_timeout=1, max_url_length=8000
+        )
+        dispatcher = Dispatcher(
+            settings, w1_waiting, store.deliveries, ubill, CircuitBreaker(5, 1.0), WorkerMetrics()
+        )
+        now = now_ms()
+        message = NewMessage(
+            id="m-stale", client="alpha", lane="transactional", brand_id=1, text="Stale", sealed=False,
+            reference=None, segments=1, encoding="GSM-7", created_ms=now, send_at_ms=None,
+            expires_ms=now + 300_000, stop_list=False, units=(("995591300013",),),
+        )  # fmt: skip
+        with contextlib.suppress(StoreOutcomeUnknown):  # stored; no replica will confirm it
+            await store.messages.accept(message, ttl_s=3_600)
+        (taken_over,) = (await w2.take("transactional", 1, 10)).jobs
+        assert isinstance(taken_over, Send)
+        late = asyncio.create_task(dispatcher._settle(taken_over, Outcome.REFUSED, reason="late refusal"))
+        await asyncio.sleep(0.05)
+        await w2.settle(taken_over, Outcome.RETRY, reason="5xx", next_at_ms=now_ms())
+        (newer,) = (await w1.take("transactional", 1, 10)).jobs
+        assert isinstance(newer, Send)
+        await asyncio.sleep(1.0)  # several rewrites, had the stale settle been rewritten
+        done = late.done()
+        late.cancel()
+        unit = str(await store.redis.hget(keys.message("m-stale"), "u:0"))
+    await store.redis.aclose()
+    assert done, "a stale settle was written again and again"
+    assert unit.startswith("calling|w1|"), unit

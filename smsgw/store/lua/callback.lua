@@ -3,6 +3,7 @@
 -- ARGV[7] orphan ttl s   ARGV[8] occurred ms   ARGV[9] reconcile at ms (for a unit adopted now)
 -- ARGV[10] '1' when a WAIT follows: a callback that changes nothing (a repeat of one answered 503 because the
 --   replicas had not confirmed it) rewrites the message's expiry, so that WAIT covers what it repeats.
+-- The smsID index holds C.SMS_KEPT while callbacks wait for an smsID not recorded yet (see record_ack).
 -- Returns {outcome, lane, created_ms, client} with outcome one of
 --   applied | duplicate | ignored (number not in that call) | adopted (matched to a lost answer) | orphaned
 -- A status only reaches a recipient uBill provably accepted from this gateway: a recorded smsID, or the
@@ -45,11 +46,13 @@ end
 local id, k = string.match(unit_id, '^(.*):(%d+)$')
 local m, unit, numbers = load(id, k, {number})
 if not m or not unit then return {'ignored', '', '', ''} end
-if ARGV[10] == '1' then touch_expiry(m.key) end
 if adopted then
   clear_unsettled(m, numbers)
   record_ack(m, unit, numbers, numbers, sms, {now = ARGV[6], iso = ARGV[5]}, tonumber(ARGV[9]))
 end
 local outcome = apply_status(m, unit, numbers, number, status, sid, sms, ctx)
+-- Only after the writes, and only when there were none: a script's first write decides whether Redis at
+-- maxmemory refuses it (a PEXPIRE first would let the HSET and XADD after it through).
+if ARGV[10] == '1' and not adopted and outcome ~= 'applied' then touch_expiry(m.key) end
 if adopted and outcome ~= 'ignored' then outcome = 'adopted' end
 return {outcome, m.p, m.ca, m.c}
