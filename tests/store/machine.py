@@ -5,6 +5,7 @@ It drives the store's own Python API: ``Messages.accept`` (Idempotency-Keys, cli
 its retries, fixed ids), ``cancel`` and ``view``; ``Dispatch.take`` for three simulated workers (with and
 without a uBill capacity limit), ``settle`` with every outcome, ``beat`` and ``sign_off``;
 ``Deliveries.apply`` for callbacks (ours, early, duplicated, out of order, foreign, for lost answers);
+a settle written again any time later (a lost reply's retry, or one the replicas did not confirm);
 reconciliation from uBill's report, dead-letter replay (``Upkeep.dead_letter`` + accept with a fixed id +
 ``mark_replayed``) and ``Upkeep.sweep``.
 The workers follow the dispatcher's policy (``smsgw.worker.dispatch.Dispatcher``) and can pause (alive but
@@ -48,6 +49,7 @@ from smsgw.store.messages import Accepted, Exists, Idempotency, Limited, Message
 from smsgw.store.records import MessageView, Unit
 from smsgw.store.scripts import Scripts
 from smsgw.store.upkeep import Upkeep
+from smsgw.worker.dispatch import MUST_REPLICATE
 from tests.store.invariants import WAITING, Checker, Snapshot, Step, read_snapshot
 from tests.store.world import (
     AMBIGUOUS_RETRY_LANES,
@@ -175,6 +177,16 @@ class Worker:
     in_doubt: set[str] = field(default_factory=set)  # the dispatcher's: units whose request may have left
 
 
+@dataclass(frozen=True)
+class Rewrite:
+    worker: Worker
+    job: Job
+    outcome: Outcome
+    sms_id: str
+    reason: str
+    next_at: int
+
+
 class StoreMachine(RuleBasedStateMachine):
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -200,6 +212,9 @@ class StoreMachine(RuleBasedStateMachine):
         self.workers = [self._worker(slot) for slot in range(3)]
         self.last_beat: dict[str, int] = {}  # owner -> when it last beat (virtual ms)
         self.stored: dict[str, Stored] = {}
+        # Settles that wrote what ends an attempt, which the dispatcher may write again later: its reply was
+        # lost (a retried settle) or, with SMSGW_REDIS_WAIT_REPLICAS, the replicas did not confirm it.
+        self.rewrites: list[Rewrite] = []
         self.requests: list[Request] = []
         # (client, scope, key) -> (body hash, message id, facade smsID, when the record expires)
         self.idempotency: dict[tuple[str, str, str], tuple[str, str, int | None, int]] = {}
@@ -686,6 +701,9 @@ class StoreMachine(RuleBasedStateMachine):
             )
         )
         event(f"settle: {outcome.value} {settled.state} ({before.state})")
+        wrote = settled.state == "ok" or (settled.state == "stale" and outcome is Outcome.ACKED)
+        if wrote and outcome in MUST_REPLICATE:
+            self.rewrites.append(Rewrite(worker, job, outcome, sms_id, reason, next_at or CLOCK.ms))
         mine = before.state == "calling" and before.owner == worker.owner
         if settled.state == "ok":
             assert mine, (
@@ -696,6 +714,30 @@ class StoreMachine(RuleBasedStateMachine):
         if settled.state == "ok" and outcome in (Outcome.RETRY, Outcome.DEAD):
             assert settled.tries == before.tries + 1, "[7] a retry did not spend exactly one attempt"
         return settled
+
+    @precondition(lambda self: self.rewrites)
+    @rule(i=INDEX)
+    def rewrite(self, i: int) -> None:
+        """One of those settles written again, any time later (``Dispatcher._settle``), by its worker while it
+        lives: with the write in place (no failover here) it must change nothing, whatever came since."""
+        again = self.rewrites.pop(i % len(self.rewrites))
+        if again.worker.state != "alive":
+            return
+        message_id = keys.split_unit_id(again.job.unit_id)[0]
+        self._begin(Step(f"settle:{again.outcome.value}", message_id=message_id, unit=again.job.unit_id))
+        before = self._prev_unit(again.job.unit_id)[1]
+        settled = self.run(
+            again.worker.plain.settle(
+                again.job,
+                again.outcome,
+                sms_id=again.sms_id,
+                reason=again.reason,
+                next_at_ms=again.next_at,
+                reconcile_after=RECONCILE_AFTER_S,
+            )
+        )
+        event(f"rewrite: {again.outcome.value} {settled.state} ({before.state})")
+        assert settled.state != "ok", f"[7] a rewritten {again.outcome} of {again.job.unit_id} wrote again"
 
     def _reconcile(self, worker: Worker, job: Reconcile) -> None:
         """The worker reads uBill's report, applies each line, and looks again later if needed."""

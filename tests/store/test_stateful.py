@@ -58,6 +58,8 @@ MUST_REACH = (
     "settle: unknown ok (calling)",
     "settle: dead ok (calling)",
     "settle: reconciled ok",
+    "rewrite: acked stale (acked)",
+    "rewrite: unknown stale (unknown)",
     "callback: applied",
     "callback: orphaned (foreign)",
     "cancel: some",
