@@ -72,10 +72,7 @@ async def ubill_callback(request: web.Request) -> web.Response:
 async def apply_callback(gw: Gateway, callback: Callback) -> str:
     occurred = int(callback.occurred_at.timestamp() * 1000)
     applied = await gw.store.deliveries.apply(callback.sms_id, callback.number, callback.status_id, occurred)
-    if not applied.replicated:
-        gw.metrics.callbacks.labels(applied.status, "unconfirmed").inc()
-        raise StoreUnavailable("the status is on the primary, not yet on the replicas (WAIT): send it again")
-    gw.metrics.callbacks.labels(applied.status, applied.outcome).inc()
+    gw.metrics.callbacks.labels(applied.status, applied.outcome).inc()  # its repeat counts as a duplicate
     if applied.outcome in ("applied", "adopted") and applied.status in TERMINAL and applied.created_ms:
         elapsed = max(0.0, (now_ms() - applied.created_ms) / 1000)
         gw.metrics.final_latency.labels(applied.lane, applied.status).observe(elapsed)
@@ -87,4 +84,7 @@ async def apply_callback(gw: Gateway, callback: Callback) -> str:
         status=applied.status,
         outcome=applied.outcome,
     )
+    if not applied.replicated:
+        gw.metrics.callbacks.labels(applied.status, "unconfirmed").inc()
+        raise StoreUnavailable("the status is on the primary, not yet on the replicas (WAIT): send it again")
     return applied.outcome

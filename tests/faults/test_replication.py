@@ -367,8 +367,16 @@ async def test_a_callback_is_answered_ok_only_once_the_replicas_have_it(
                 during = answer.status
         async with stack.http.get(url, params=query) as again:
             after = again.status
+        async with stack.http.get(f"{stack.url}/metrics") as scrape:
+            metrics = await scrape.text()
     assert during == 503, during
     assert after == 200, after
+    counted = {
+        line.split('outcome="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("smsgw_callbacks_total{") and 'status="delivered"' in line
+    }
+    assert counted == {"orphaned": 2.0, "unconfirmed": 1.0}, counted  # each delivery kept; one answered 503
 
 
 def _in(seconds: int) -> str:
