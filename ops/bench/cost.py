@@ -1,4 +1,5 @@
-"""Cost per single-recipient message, end to end: Redis commands, AOF bytes and round trips.
+"""Cost per single-recipient message, end to end: Redis commands, AOF bytes and round trips, in production
+shape and (beside it, same run) in the plain shape.
 
 One gateway and one worker (defaults), uBill (the sandbox) answering in 50 ms with callbacks on. Messages in
 production shape arrive at a steady rate (``RATE``, below what one gateway and one worker carry, so every
@@ -32,7 +33,7 @@ TARGET_AOF, MOONSHOT_AOF = 2_500, 1_500
 ISSUE_COMMANDS, ISSUE_AOF = 81.0, 4_300.0
 
 
-async def _measure(bench: Bench, generator: str, root: Path | None) -> dict[str, Any]:
+async def _measure(bench: Bench, generator: str, root: Path | None, plain: bool = False) -> dict[str, Any]:
     return await end_to_end(
         bench,
         generator,
@@ -44,12 +45,14 @@ async def _measure(bench: Bench, generator: str, root: Path | None) -> dict[str,
         latency=LATENCY,
         slowlog=True,
         product_root=root,
+        plain=plain,
     )
 
 
 async def run(bench: Bench, generator: str, old_root: Path | None = None) -> tuple[list[Row], dict[str, Any]]:
     generator = pick_generator(generator)
     now = await _measure(bench, generator, None)
+    plain = await _measure(bench, generator, None, plain=True)
     old = await _measure(bench, generator, old_root) if old_root else None
     cost = now["per_message"]
     if old is not None:
@@ -96,13 +99,25 @@ async def run(bench: Bench, generator: str, old_root: Path | None = None) -> tup
             b_reads,
             label,
         ),
+        *_plain_rows(plain["per_message"], commands, aof),
     ]
     details = {
         "offered_rate": RATE,
         "uBill_latency_s": LATENCY,
         "product": now,
+        "product_plain_shape": plain,
         "baseline": old
         if old is not None
         else {"issue_10": {"commands": ISSUE_COMMANDS, "aof_bytes": ISSUE_AOF}},
     }
     return rows, details
+
+
+def _plain_rows(cost: dict[str, Any], commands: float, aof: float | None) -> list[Row]:
+    """The plain shape (no client ``rate``, no ``Idempotency-Key``) beside production's, same run."""
+    label = "production shape, same run"
+    plain_commands, plain_aof = cost["commands_per_unit"], cost["aof_bytes_per_unit"]
+    return [
+        Row("Redis commands per message, plain shape", plain_commands, "", commands, label),
+        Row("AOF bytes per message, plain shape", plain_aof, "B", aof, label),
+    ]

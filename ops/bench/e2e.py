@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ops.bench.harness import BENCH_CLIENT_NAME, CALLBACK_KEY, PROD_TOKEN, Bench
+from ops.bench.harness import BENCH_CLIENT_NAME, CALLBACK_KEY, PROD_TOKEN, TOKEN, Bench
 from ops.bench.loadgen import LoadSpec
 from ops.bench.numbers import mobile_prefixes
 from ops.bench.procs import Proc, wait_http
@@ -27,6 +27,7 @@ from ops.bench.redisstats import RedisWindow
 __all__ = ["end_to_end", "metric_sum"]
 
 PROD_CLIENT_STREAM = "smsgw:stream:bench-prod"
+PLAIN_CLIENT_STREAM = "smsgw:stream:bench"
 
 
 def metric_sum(text: str, name: str, **labels: str) -> float:
@@ -74,9 +75,12 @@ async def end_to_end(
     worker_env: dict[str, str] | None = None,
     limit: float = 120.0,
     product_root: Path | None = None,
+    plain: bool = False,
 ) -> dict[str, Any]:
     """Run the load, wait for every callback, and return what it cost (see ``RedisWindow``).
-    ``product_root``: run the gateways and workers of another checkout (an older commit) instead."""
+    ``product_root``: run the gateways and workers of another checkout (an older commit) instead.
+    ``plain``: a client with no ``rate`` sending no ``Idempotency-Key`` (production shape otherwise)."""
+    token, stream = (TOKEN, PLAIN_CLIENT_STREAM) if plain else (PROD_TOKEN, PROD_CLIENT_STREAM)
     with _product_root(bench, product_root):
         await bench.reset()
         gws = [await bench.start_gateway(f"e2e-gateway-{i}") for i in range(gateways)]
@@ -98,7 +102,7 @@ async def end_to_end(
             )
             await _wait_callbacks(bench, gws, limit=30.0)
             before = await _counts(bench, gws)
-            events_before = int(await bench.redis.xlen(PROD_CLIENT_STREAM))
+            events_before = int(await bench.redis.xlen(stream))
             window = RedisWindow(
                 bench.redis, bench.redis_pid, bench.redis_server.data_dir, BENCH_CLIENT_NAME, slowlog=slowlog
             )
@@ -109,9 +113,9 @@ async def end_to_end(
             started = time.monotonic()
             spec = LoadSpec(
                 "messages",
-                token=PROD_TOKEN,
+                token=token,
                 prefixes=prefixes,
-                idempotency=True,
+                idempotency=not plain,
                 text="Bench end to end: your code is 482913",
                 rate=rate / gateways if rate else None,
             )
@@ -130,7 +134,7 @@ async def end_to_end(
             cost = await window.stop(accepted)
             elapsed = done - started
             cpu = {p.name: p.cpu_seconds() for p in procs} | {"sandbox": bench.procs["sandbox"].cpu_seconds()}
-            events = int(await bench.redis.xlen(PROD_CLIENT_STREAM)) - events_before
+            events = int(await bench.redis.xlen(stream)) - events_before
         finally:
             bench.stop_many([p.name for p in procs])
             await bench.sandbox_patch(latency=0.0, callback_url=None)
