@@ -288,9 +288,13 @@ class Dispatcher:
             self.metrics.ubill_requests.labels("report", "accepted").inc()
         finally:
             self.metrics.ubill_duration.labels("report").observe(time.perf_counter() - started)
-        for number, code in lines:
-            if number in job.numbers and code in (0, 1, 2, 3, 4):
-                await self.deliveries.apply(job.sms_id, number, code, now_ms())
+        try:
+            for number, code in lines:
+                if number in job.numbers and code in (0, 1, 2, 3, 4):
+                    await self.deliveries.apply(job.sms_id, number, code, now_ms())
+        except StoreUnavailable as exc:  # an outage, not a bug: the unit's lease brings it back, read again
+            log.warning("dispatch.reconcile_waiting_for_redis", error=str(exc))
+            return "deferred"
         age = now_ms() - job.acked_ms
         delay = min(RECONCILE_MAX_DELAY_MS, max(int(self.settings.reconcile_after * 1000), age // 2))
         await self._settle(job, Outcome.RECONCILED, next_at_ms=now_ms() + delay)

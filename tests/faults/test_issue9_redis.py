@@ -218,3 +218,33 @@ async def test_an_acknowledged_otp_is_held_until_redis_records_it(
         "(expected once: the acknowledged answer was dropped and the re-run sent it again)"
     )
     assert final in PROGRESSED, f"the recipient ended {final!r}, not submitted-or-later"
+
+
+async def test_redis_away_during_a_reconcile_is_an_outage_not_a_bug(own_redis: EmbeddedRedis) -> None:
+    """Found in the Sentinel soak's error lines: a reconcile whose status writes met a Redis outage ended its
+    job with an exception (``dispatch.failed``, a stack trace, "a bug"). It is an outage: the job ends with a
+    warning, the unit's lease brings it back, and the report is read again once Redis answers."""
+    from structlog.testing import capture_logs  # noqa: PLC0415
+
+    from smsgw.store.scripts import Scripts  # noqa: PLC0415
+    from tests.harness import eventually  # noqa: PLC0415
+
+    async with RedisProxy(own_redis.port) as proxy:
+        env = {"SMSGW_RECONCILE_AFTER": "1", "SMSGW_REDIS_TIMEOUT": "1"}
+        async with Stack(proxy.url, env=env) as stack:
+            await stack.sandbox_patch({"callback_url": None})  # no callbacks: only the report tells
+            created = await stack.send({"to": "+995591300021", "text": "Receipt 9"})
+            await stack.wait_status(created["id"], "submitted")
+            sha = Scripts.load(stack.worker.store.redis).callback.sha if stack.worker else ""
+            with capture_logs() as logs:
+                proxy.delay_replies(3.0, when_request_contains=sha)  # the reconcile's status writes time out
+
+                async def waited() -> bool:
+                    return any(e["event"] == "dispatch.reconcile_waiting_for_redis" for e in logs)
+
+                await eventually(waited, timeout=15)
+                proxy.no_delay()
+                done = await stack.wait_status(created["id"], "delivered", timeout=15)
+            failed = [e for e in logs if e["event"] == "dispatch.failed"]
+    assert not failed, failed
+    assert done["recipients"][0]["status"] == "delivered"
