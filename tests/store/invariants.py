@@ -157,7 +157,9 @@ async def read_snapshot(
     sms_index, unsettled, orphan_numbers, lengths = {}, {}, {}, {}
     for name in names:
         if name.startswith(keys.sms("")):
-            sms_index[name.removeprefix(keys.sms(""))] = str(await redis.get(name))
+            indexed = await redis.get(name)
+            if indexed is not None:  # not gone since the scan ("kept" entries expire with their callbacks)
+                sms_index[name.removeprefix(keys.sms(""))] = str(indexed)
         elif name.startswith(keys.unsettled("")):
             unsettled[name.removeprefix(keys.unsettled(""))] = set(await redis.smembers(name))
         elif name.startswith(keys.orphan_number("")):
