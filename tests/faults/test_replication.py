@@ -12,6 +12,7 @@ import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -55,6 +56,12 @@ def _stopped(replica: EmbeddedRedis) -> Iterator[None]:
         yield
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+async def _accepted(stack: Stack, url: str, body: dict[str, Any], headers: dict[str, str]) -> bool:
+    """The send (a retry with its key) is answered 202: the replicas have it now."""
+    async with stack.http.post(f"{url}/v1/messages", json=body, headers=headers) as answer:
+        return answer.status == 202
 
 
 async def _linked(stack: Stack) -> bool:
@@ -114,11 +121,7 @@ async def test_a_replay_is_202_only_once_the_replicas_have_the_original(
                 async with stack.http.post(f"{other_url}/v1/messages", json=body, headers=headers) as retry:
                     answer = (retry.status, await retry.json(content_type=None))
 
-            async def confirmed() -> bool:
-                async with stack.http.post(f"{other_url}/v1/messages", json=body, headers=headers) as again:
-                    return again.status == 202
-
-            await eventually(confirmed, timeout=10)
+            await eventually(lambda: _accepted(stack, other_url, body, headers), timeout=10)
         finally:
             await runner.cleanup()
     assert answer[0] == 503 and answer[1]["type"].endswith("/outcome-unknown"), (
@@ -236,11 +239,7 @@ async def test_a_replay_of_a_send_whose_time_has_passed_waits_for_the_replicas_t
             async with stack.http.post(f"{stack.url}/v1/messages", json=body, headers=headers) as retry:
                 answer = (retry.status, await retry.json(content_type=None))
 
-        async def confirmed() -> bool:
-            async with stack.http.post(f"{stack.url}/v1/messages", json=body, headers=headers) as again:
-                return again.status == 202
-
-        await eventually(confirmed, timeout=10)
+        await eventually(lambda: _accepted(stack, stack.url, body, headers), timeout=10)
     assert answer[0] == 503 and answer[1]["type"].endswith("/outcome-unknown"), (
         f"the replay of a past send_at was answered before any replica had it: {answer}"
     )
