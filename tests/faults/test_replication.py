@@ -64,6 +64,15 @@ async def _accepted(stack: Stack, url: str, body: dict[str, Any], headers: dict[
         return answer.status == 202
 
 
+def _message(message_id: str, number: str, text: str, now: int) -> NewMessage:
+    """A transactional single-recipient message of client alpha, valid five minutes from ``now``."""
+    return NewMessage(
+        id=message_id, client="alpha", lane="transactional", brand_id=1, text=text, sealed=False,
+        reference=None, segments=1, encoding="GSM-7", created_ms=now, send_at_ms=None,
+        expires_ms=now + 300_000, stop_list=False, units=((number,),),
+    )  # fmt: skip
+
+
 async def _linked(stack: Stack) -> bool:
     async with stack.http.get(f"{stack.url}/readyz") as response:
         return response.status == 200
@@ -171,11 +180,7 @@ async def test_a_replay_on_a_connection_that_never_wrote_still_waits_for_the_ori
         first = Messages(first_pool, scripts, timeout=2.0, wait_replicas=1, wait_timeout=0.3)
         other = Messages(fresh_pool, scripts, timeout=2.0, wait_replicas=1, wait_timeout=0.3)  # no write yet
         now = now_ms()
-        message = NewMessage(
-            id="m-ha", client="alpha", lane="transactional", brand_id=1, text="Replay", sealed=False,
-            reference=None, segments=1, encoding="GSM-7", created_ms=now, send_at_ms=None,
-            expires_ms=now + 300_000, stop_list=False, units=(("995591300004",),),
-        )  # fmt: skip
+        message = _message("m-ha", "995591300004", "Replay", now)
         key = Idempotency("alpha", "messages", "k-ha", "body-ha")
         with _stopped(replica):  # the replica stops acknowledging
             with pytest.raises(StoreOutcomeUnknown):
@@ -399,11 +404,7 @@ async def test_absent_after_a_lost_reply_is_final_only_without_replicas(redis: R
     scripts = Scripts.load(redis)
     messages = Messages(redis, scripts, timeout=0.2, wait_replicas=wait, wait_timeout=0.1)
     now = now_ms()
-    message = NewMessage(
-        id=f"m-absent-{wait}", client="alpha", lane="transactional", brand_id=1, text="Lost", sealed=False,
-        reference=None, segments=1, encoding="GSM-7", created_ms=now, send_at_ms=None,
-        expires_ms=now + 300_000, stop_list=False, units=(("995591300008",),),
-    )  # fmt: skip
+    message = _message(f"m-absent-{wait}", "995591300008", "Lost", now)
     expected = StoreOutcomeUnknown if wait else StoreUnavailable
     with pytest.raises(expected):
         await messages._find_out(message, now - 1, None, None)  # the reply lost; the script never ran
@@ -438,11 +439,7 @@ async def test_a_stale_settle_is_not_written_again(own_redis: EmbeddedRedis) -> 
             settings, w1_waiting, store.deliveries, ubill, CircuitBreaker(5, 1.0), WorkerMetrics()
         )
         now = now_ms()
-        message = NewMessage(
-            id="m-stale", client="alpha", lane="transactional", brand_id=1, text="Stale", sealed=False,
-            reference=None, segments=1, encoding="GSM-7", created_ms=now, send_at_ms=None,
-            expires_ms=now + 300_000, stop_list=False, units=(("995591300013",),),
-        )  # fmt: skip
+        message = _message("m-stale", "995591300013", "Stale", now)
         with contextlib.suppress(StoreOutcomeUnknown):  # stored; no replica will confirm it
             await store.messages.accept(message, ttl_s=3_600)
         (taken_over,) = (await w2.take("transactional", 1, 10)).jobs
