@@ -17,6 +17,7 @@ SmsGatewayError
 │                            same Idempotency-Key is safe
 ├── StoreError               what the Redis store could not do (raised only by smsgw.store)
 │   ├── StoreUnavailable     Redis unreachable, too slow, or answering outage errors (OOM, MISCONF, READONLY)
+│   │   └── NothingAccepted  … and an accept provably stored nothing (never sent, or found out)
 │   └── StoreOutcomeUnknown  an accept's answer was lost and finding out failed too
 └── ProviderError            what a call to uBill ended in (raised only by smsgw.ubill)
     ├── ProviderRefused      statusID != 0: a business refusal, never retried
@@ -33,6 +34,7 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "NotFound",
+    "NothingAccepted",
     "OutcomeUnknownProblem",
     "PayloadTooLarge",
     "ProblemError",
@@ -160,7 +162,13 @@ class StoreError(SmsGatewayError):
 
 
 class StoreUnavailable(StoreError):
-    """Redis is unreachable, too slow, or answering outage errors: the operation did not happen."""
+    """Redis is unreachable, too slow, or answering outage errors. A write cut by a timeout or a lost
+    connection may still have happened; only ``NothingAccepted`` says it did not."""
+
+
+class NothingAccepted(StoreUnavailable):
+    """An accept that provably stored nothing: it never reached Redis, or finding out said so (the only
+    ``StoreUnavailable`` answered "nothing was accepted")."""
 
 
 class StoreOutcomeUnknown(StoreError):

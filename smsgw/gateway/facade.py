@@ -33,7 +33,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from smsgw.command import MAX_OTP_RECIPIENTS, MAX_RECIPIENTS, MAX_TEXT, SendCommand, schedule_problem
-from smsgw.errors import ProblemError, StoreOutcomeUnknown, StoreUnavailable, TooManyRequests
+from smsgw.errors import NothingAccepted, ProblemError, StoreOutcomeUnknown, StoreUnavailable, TooManyRequests
 from smsgw.gateway.context import CLIENT, GATEWAY, MESSAGE_ID, REDIS_ERROR
 from smsgw.gateway.idempotency import HEADER, idempotency
 from smsgw.gateway.jsonio import json_response, loads
@@ -216,9 +216,10 @@ async def send(request: web.Request) -> web.Response:
     except StoreOutcomeUnknown:
         request[REDIS_ERROR] = True
         return _outcome_unknown()
-    except StoreUnavailable:
+    except StoreUnavailable as exc:
         request[REDIS_ERROR] = True
-        return Refusal(99, "Service unavailable, nothing was accepted", 503).response({"Retry-After": "1"})
+        said = "nothing was accepted" if isinstance(exc, NothingAccepted) else "try again later"
+        return Refusal(99, f"Service unavailable, {said}", 503).response({"Retry-After": "1"})
     except ProblemError as problem:
         return Refusal(99, problem.detail, problem.status).response(problem.headers)
     message_id = done.message_id if isinstance(done, Replayed) else done.view.meta.id

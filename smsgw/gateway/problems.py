@@ -10,6 +10,7 @@ from aiohttp import web
 from smsgw.errors import (
     MethodNotAllowed,
     NotFound,
+    NothingAccepted,
     OutcomeUnknownProblem,
     PayloadTooLarge,
     ProblemError,
@@ -63,6 +64,17 @@ def _retry_advice(request: web.Request, message_id: str) -> str:
     )
 
 
+def _nothing_accepted(request: web.Request) -> str:
+    """True of this request only: with a key, an earlier request with it may have been stored, which only a
+    retry with the same key can find (Redis could not be asked)."""
+    if request.headers.get("Idempotency-Key"):
+        return (
+            "nothing was accepted by this request; retry later with the same Idempotency-Key "
+            "(it answers an earlier request's message if one was stored)"
+        )
+    return "nothing was accepted, retry later"
+
+
 def answer(request: web.Request, exc: Exception) -> web.Response:
     """The problem details for any exception a handler raised (redirects are re-raised as they are)."""
     if isinstance(exc, ProblemError):
@@ -79,7 +91,9 @@ def answer(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, StoreUnavailable):
         log.warning("redis.unavailable", error=str(exc))
         request[REDIS_ERROR] = True
-        return problem_response(ServiceUnavailable(f"{exc}; nothing was accepted, retry later"))
+        # "Nothing was accepted" only where it was proven (an accept); any other write may have happened.
+        advice = _nothing_accepted(request) if isinstance(exc, NothingAccepted) else "retry later"
+        return problem_response(ServiceUnavailable(f"{exc}; {advice}"))
     if isinstance(exc, ConnectionError):  # the caller hung up mid-request: nobody to answer, nothing broken
         log.info("request.client_gone", error=type(exc).__name__)
         problem = ProblemError("the client closed the connection")

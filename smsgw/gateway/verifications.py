@@ -194,6 +194,16 @@ def _refused(
     raise problem
 
 
+async def _finish_key(verify: Verifier, record_key: str, digest: str, verification_id: str) -> None:
+    """Finish the key of a create whose code's SMS is stored. Redis failing now does not undo the create: the
+    answer stays 201 (a 503 would say nothing happened while the code goes out), and the key, still
+    pending, is finished by the next request with it (``_replay_inflight``)."""
+    try:
+        await verify.store.finish_idempotency(record_key, digest, verification_id)
+    except StoreUnavailable as exc:
+        log.warning("verification.key_not_finished", verification_id=verification_id, error=str(exc))
+
+
 async def _replay_inflight(
     request: web.Request, verify: Verifier, client: Client, record_key: str, digest: str, verification_id: str
 ) -> web.Response:
@@ -207,7 +217,7 @@ async def _replay_inflight(
         or not await gw.store.messages.exists(existing.message_id)
     ):
         raise Conflict("a request with this Idempotency-Key is still being processed")
-    await verify.store.finish_idempotency(record_key, digest, verification_id)
+    await _finish_key(verify, record_key, digest, verification_id)
     request[MESSAGE_ID] = existing.message_id
     await gw.store.messages.replicated(record_key, existing.message_id)
     return json_response(existing.resource(now_ms()), status=201)
@@ -286,7 +296,7 @@ async def start_verification(request: web.Request) -> web.Response:
         await _take_back(gw, verify, record_key, undo, failure)
         raise
     if key is not None:  # the reservation made by create.lua becomes the finished record
-        await verify.store.finish_idempotency(record_key, digest, verification_id)
+        await _finish_key(verify, record_key, digest, verification_id)
     verify.metrics.started.labels(client.name).inc()
     verify.metrics.sends.labels(client.name, "create").inc()
     if safe:

@@ -1,9 +1,13 @@
-"""Concurrent calls of one Lua script, sent together as one pipeline per event-loop pass.
+"""Concurrent calls of one Lua script, sent together as pipelines of up to ``FLUSH_AT`` calls.
 
 On the accept path redis-py's own work per command (taking a pooled connection, health and timeout checks,
-packing, one socket write, one read) cost more than the rest of a request. Calls made while the previous
-batch is on its way share the next pipeline: one connection, one write, replies read in order. Each call
-still gets its own reply or its own error; nothing is transactional across calls.
+packing, one socket write, one read) cost more than the rest of a request. Calls made in one event-loop pass
+share a pipeline: one connection, one write, replies read in order. Each call still gets its own reply or
+its own error; nothing is transactional across calls.
+
+A batch leaves as soon as it holds ``FLUSH_AT`` calls, not only at the end of the pass: under load one pass
+parses dozens of requests (several milliseconds), and holding the first call until the last one left Redis
+idle meanwhile, then the process idle while the whole batch waited for Redis (17 % idle at 64 connections).
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from redis.exceptions import NoScriptError
 __all__ = ["ScriptBatcher", "wait_for"]
 
 Call = tuple[list[Any], list[Any], "asyncio.Future[Any]"]
+# Calls per pipeline. ops.bench's accept figure, production shape, 64 connections, alternated rounds on one
+# machine: 8 → 0.61×, 16 → 0.66×, 32 → 0.65× the baseline, against 0.57× for one batch per pass.
+FLUSH_AT = 16
 
 
 def wait_for(replicas: int, timeout_s: float) -> tuple[int, int] | None:
@@ -31,26 +38,31 @@ class ScriptBatcher:
     without ``wait``)."""
 
     def __init__(
-        self, redis: Redis, script: AsyncScript, max_batch: int = 256, wait: tuple[int, int] | None = None
+        self, redis: Redis, script: AsyncScript, flush_at: int = FLUSH_AT, wait: tuple[int, int] | None = None
     ) -> None:
         self._redis = redis
         self._script = script
-        self._max_batch = max_batch
+        self._flush_at = flush_at
         self._wait = wait
         self._pending: list[Call] = []
+        self._end_of_pass: asyncio.Handle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def __call__(self, keys: list[Any], args: list[Any]) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((keys, args, future))
-        if len(self._pending) == 1:
-            asyncio.get_running_loop().call_soon(self._flush_soon)
+        if len(self._pending) >= self._flush_at:
+            self._flush()
+        elif self._end_of_pass is None:
+            self._end_of_pass = asyncio.get_running_loop().call_soon(self._flush)
         return await future
 
-    def _flush_soon(self) -> None:
-        batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-        if self._pending:
-            asyncio.get_running_loop().call_soon(self._flush_soon)
+    def _flush(self) -> None:
+        """Send what is pending: a full batch now, the rest at the end of the loop pass."""
+        if self._end_of_pass is not None:
+            self._end_of_pass.cancel()
+            self._end_of_pass = None
+        batch, self._pending = self._pending, []
         task = asyncio.create_task(self._send(batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

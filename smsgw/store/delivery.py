@@ -43,7 +43,7 @@ class Deliveries:
     ) -> None:
         self._redis = redis
         self._scripts = scripts
-        # A callback flood: concurrent callbacks share a pipeline per event-loop pass (WAIT ends it if set).
+        # A callback flood: concurrent callbacks share pipelines (batching.py; WAIT ends each if set).
         self._callback = ScriptBatcher(redis, scripts.callback, wait=wait)
         self._wait_replicas = wait[0] if wait else 0
         self._orphan_ttl = orphan_ttl

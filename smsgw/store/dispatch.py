@@ -212,7 +212,7 @@ class Dispatch:
         self.lease_ms = int(lease * 1000)
         self.grace_ms = self.lease_ms
         self._capacity = capacity.as_json()
-        # Concurrent settles of one process share a pipeline per event-loop pass (one round trip for many).
+        # Concurrent settles of one process share pipelines (batching.py: one round trip for many).
         # Opt-in HA (SMSGW_REDIS_WAIT_REPLICAS): takes and settles end with WAIT; a claim not on that many
         # replicas sends nothing (``Send.replicated``), a settle not on them is written again (``Settled``).
         self._settle = ScriptBatcher(redis, scripts.settle, wait=wait)

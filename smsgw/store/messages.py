@@ -1,7 +1,7 @@
 """The gateway's side of the store: accept a message (one round trip whatever the options), read, cancel.
 
 Accept decides the client's rate, the Idempotency-Key and the write in one script (``lua/accept.lua``), shared
-by concurrent requests through one pipeline per event-loop pass (``batching.py``). When its answer is lost (a
+by concurrent requests through pipelines of up to 16 calls (``batching.py``). When its answer is lost (a
 timeout, a cut connection: Redis may have run it or not), ``accept`` finds out: the script refuses to write
 after a deadline on Redis's clock, so once Redis's clock is past it, whether the message exists is final
 (``lua/findout.lua``). Only when even that cannot be asked does the caller hear "outcome unknown".
@@ -19,7 +19,7 @@ import redis.exceptions
 from redis.asyncio import Redis
 
 from smsgw.clock import iso, now_ms
-from smsgw.errors import StoreOutcomeUnknown, StoreUnavailable
+from smsgw.errors import NothingAccepted, StoreOutcomeUnknown, StoreUnavailable
 from smsgw.store import keys
 from smsgw.store.batching import ScriptBatcher, wait_for
 from smsgw.store.connection import is_unavailable, maybe_sent, outage_name, translated
@@ -98,6 +98,11 @@ class Exists:
 AcceptOutcome = Accepted | Replayed | Limited | Mismatch | Exists
 
 
+@dataclass(frozen=True)
+class _TooLate:
+    """The script ran after the gateway's deadline and wrote nothing (its reply came nevertheless)."""
+
+
 class Messages:
     def __init__(
         self,
@@ -173,9 +178,11 @@ class Messages:
             if not is_unavailable(exc):
                 raise
             if not maybe_sent(exc):
-                raise StoreUnavailable(f"Redis is unavailable ({outage_name(exc)})") from None
+                raise NothingAccepted(f"Redis is unavailable ({outage_name(exc)})") from None
             return await self._find_out(message, deadline, idempotency, facade_retry)
-        outcome = _outcome(message, raw)
+        outcome = _outcome(message, fields, raw)
+        if isinstance(outcome, _TooLate):
+            return await self._nothing_new(message, deadline, idempotency, facade_retry)
         stored = isinstance(outcome, Accepted | Replayed)
         if stored and replicas is not None and replicas < self._wait_replicas:
             # Stored on the primary, not (yet) on enough replicas: a failover now could lose it. A replay
@@ -192,7 +199,7 @@ class Messages:
     ) -> Accepted | Replayed | Mismatch:
         """Whether an accept whose answer was lost wrote the message: ``Accepted``; what it would have
         replayed when it wrote nothing because the request was made before (its key, its facade fingerprint);
-        ``StoreUnavailable`` when nothing was and now ever will be stored; ``StoreOutcomeUnknown`` when Redis
+        ``NothingAccepted`` when nothing was and now ever will be stored; ``StoreOutcomeUnknown`` when Redis
         cannot be asked in time."""
         found = await self.resolve(message.id, deadline, patience=self._timeout_ms / 1000)
         if found is None:
@@ -209,13 +216,22 @@ class Messages:
                     "not on the current primary; a failover may have moved it", message.id, deadline
                 )
             if earlier is None:
-                raise StoreUnavailable("Redis answered too late; nothing was accepted")
+                raise NothingAccepted("Redis answered too late")
             outcome = earlier
         else:
             outcome = Accepted(message.view(), found or None)
         if self._wait_replicas and not isinstance(outcome, Mismatch):  # replication cannot be confirmed now
             raise StoreOutcomeUnknown("stored, replication not confirmed", message.id, deadline)
         return outcome
+
+    async def _nothing_new(
+        self, message: NewMessage, deadline: int, idempotency: Idempotency | None, facade_retry: str | None
+    ) -> Replayed | Mismatch:
+        """This request stored nothing: the earlier request it repeats, if any, else ``NothingAccepted``."""
+        earlier = await self._earlier(message.id, deadline, idempotency, facade_retry)
+        if earlier is None:
+            raise NothingAccepted("Redis answered too late")
+        return earlier
 
     async def _earlier(
         self, message_id: str, deadline: int, idempotency: Idempotency | None, facade_retry: str | None
@@ -345,10 +361,10 @@ def _parse_mark(mark: str) -> tuple[str, int | None]:
     return message_id, int(facade_id) if facade_id else None
 
 
-def _outcome(message: NewMessage, raw: list[Any]) -> AcceptOutcome:
+def _outcome(message: NewMessage, fields: dict[str, str], raw: list[Any]) -> AcceptOutcome | _TooLate:
     code = int(raw[0])
     if code == 1:
-        return Accepted(message.view(), int(raw[1]) if raw[1] else None)
+        return Accepted(message.view(fields), int(raw[1]) if raw[1] else None)
     if code == 2:
         fields = dict(zip(raw[4::2], raw[5::2], strict=True))
         view = MessageView.parse(str(raw[1]), fields) if fields else None
@@ -357,7 +373,7 @@ def _outcome(message: NewMessage, raw: list[Any]) -> AcceptOutcome:
         message_id = str(raw[1])
         return Replayed(message_id, 200, None, int(raw[2]) if raw[2] else None)
     if code == -1:
-        raise StoreUnavailable("Redis answered too late; nothing was accepted")
+        return _TooLate()
     if code == -2:
         return Limited(int(raw[1]))
     if code == -3:

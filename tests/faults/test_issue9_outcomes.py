@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from smsgw.devtools.redis import EmbeddedRedis
 from smsgw.gateway.app import create_app
 from smsgw.store.scripts import source
+from smsgw.store.verifications import keys as vkeys
 from tests.faults.proxy import RedisProxy
 from tests.faults.support import callback, within, worker
 from tests.faults.ubill_gate import UbillGate
@@ -484,3 +485,32 @@ async def test_a_foreign_callback_does_not_deliver_a_number_ubill_answered_5xx(
     )
     assert final["status"] == "failed", final
     assert answered == 200, f"the foreign callback was answered {answered}"
+
+
+async def test_a_verification_whose_key_cannot_be_finished_is_still_answered_201(
+    redis: Redis, redis_server: EmbeddedRedis
+) -> None:
+    """The code's SMS is stored, then Redis fails the key's finishing write (its reply held past the timeout).
+    The create happened and the code goes out: 503 "nothing was accepted" would be false and invite a second
+    verification under a new key. The answer is 201; a retry with the key answers the same verification."""
+    body = {"to": "995591600020"}
+    headers = {"Idempotency-Key": f"signup-{secrets.token_hex(4)}"}
+    async with (
+        RedisProxy(redis_server.port) as proxy,
+        Stack(proxy.url, env=_late_env(), worker=False) as stack,
+    ):
+
+        async def create() -> tuple[int, Any]:
+            url = f"{stack.url}/v1/verifications"
+            async with stack.http.post(url, json=body, headers={**stack.auth(), **headers}) as response:
+                return response.status, await response.json(content_type=None)
+
+        proxy.delay_replies(LATE, when_request_contains="|201")  # only the key's finished record says 201
+        first = await create()
+        proxy.no_delay()
+        assert proxy.delayed >= 1, "the proxy delayed nothing: the fault did not happen"
+        retry = await create()
+        verifications = [k async for k in redis.scan_iter(vkeys.verification("ver_*"))]
+    assert first[0] == 201, f"a create whose SMS is stored was answered {first}"
+    assert retry[0] == 201 and retry[1]["id"] == first[1]["id"], (first, retry)
+    assert len(verifications) == 1, verifications
