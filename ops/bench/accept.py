@@ -10,11 +10,14 @@ Shapes, all against the same Redis (AOF ``appendfsync always``) with the same lo
 - ``facade``: ``GET /v1/sms/send?key=…&brandID=1&numbers=…&text=…`` in production shape (rate, key);
 - ``uvloop``: production shape, the same gateway under uvloop (``ops.bench.uvloop_run``): would it earn its
   place?
+- ``old``: production shape on the gateway of an older checkout (``--old-root``), when given: what a change
+  to the accept path earned, measured in the same rounds.
 
 One gateway process serves ``plain``, ``production`` and ``facade`` (two clients configured); the uvloop
 one is a second process; both and the baseline app stay up, idle while another is measured. A round runs
 each shape once (baseline first), each process warmed up before its first run; the full run makes two
-rounds to show the spread, and each ratio is taken against the baseline of the same round. With two or more
+rounds (``--rounds`` for more: on a shared machine a round's ratio can move by 0.1) to show the spread, and
+each ratio is taken against the baseline of the same round. With two or more
 CPUs the server under test gets the first CPU, the load generator and Redis the last. Targets: production
 and facade >= 0.6x the baseline (moonshot 0.8x), plain >= 0.6x, nothing but 202 (facade: 200).
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import statistics
+from pathlib import Path
 from typing import Any
 
 from ops.bench.harness import PROD_TOKEN, TOKEN, Bench
@@ -82,12 +86,16 @@ async def _measure(
     }
 
 
-async def run(bench: Bench, generator: str) -> tuple[list[Row], dict[str, Any]]:
+async def run(
+    bench: Bench, generator: str, old_root: Path | None = None, rounds: int | None = None
+) -> tuple[list[Row], dict[str, Any]]:
     generator = pick_generator(generator)
     duration = 2.0 if bench.quick else 5.0
     warmup = 1.0
-    rounds = 1 if bench.quick else 2
+    rounds = rounds or (1 if bench.quick else 2)
     shapes = SHAPES if importlib.util.find_spec("uvloop") else SHAPES[:-1]
+    if old_root is not None:
+        shapes = (*shapes, "old")
     prefixes = mobile_prefixes()
     await bench.reset()
     bench.pin_redis(bench.load_cpus)
@@ -99,6 +107,8 @@ async def run(bench: Bench, generator: str) -> tuple[list[Row], dict[str, Any]]:
         }
         if "uvloop" in shapes:
             procs["uvloop"] = await bench.start_gateway("gateway-uvloop", cpus=bench.server_cpus, uvloop=True)
+        if old_root is not None:
+            procs["old"] = await bench.start_gateway("gateway-old", cpus=bench.server_cpus, root=old_root)
         warmed: set[str] = set()
         for _ in range(rounds):
             for shape in shapes:
@@ -111,7 +121,7 @@ async def run(bench: Bench, generator: str) -> tuple[list[Row], dict[str, Any]]:
                     )
                 )
     finally:
-        for name in ("baseline-app", "gateway", "gateway-uvloop"):
+        for name in ("baseline-app", "gateway", "gateway-uvloop", "gateway-old"):
             bench.stop(name)
         bench.pin_redis(None)
 
@@ -191,6 +201,20 @@ async def run(bench: Bench, generator: str) -> tuple[list[Row], dict[str, Any]]:
                 "-",
                 None,
                 round(cpu["production"] / cpu["uvloop"], 3),
+            )
+        )
+    if old_root is not None:
+        r = ratios("production", "old")
+        rows.append(
+            Row(
+                f"Accept, production shape: this code vs {old_root.name} (--old-root){spread(r)}",
+                mean(rps("production")),
+                "req/s",
+                mean(rps("old")),
+                f"older checkout, same rounds ({statistics.fmean(ratios('old')):.2f}x the baseline)",
+                "-",
+                None,
+                round(statistics.fmean(r), 3),
             )
         )
     bad = {

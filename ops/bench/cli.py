@@ -90,8 +90,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         default=None,
         metavar="PATH",
-        help="an older checkout (git worktree add PATH COMMIT): the cost figure measures it too, as its "
-        "baseline",
+        help="an older checkout (git worktree add PATH COMMIT): the cost and accept figures measure it too, "
+        "as their baseline",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="rounds of the accept figure (default 2, --quick 1): more for a tighter spread",
     )
     parser.add_argument(
         "--product-root",
@@ -147,7 +154,7 @@ def _wait_idle(limit: float) -> dict[str, Any]:
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     figures: dict[str, Figure] = {
-        "accept": lambda bench: accept.run(bench, args.loadgen),
+        "accept": lambda bench: accept.run(bench, args.loadgen, args.old_root, args.rounds),
         "latency": bigmessage.run,
         "otp": otp.run,
         "dispatch": dispatch.run,

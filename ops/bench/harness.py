@@ -234,7 +234,9 @@ class Bench:
         *,
         uvloop: bool = False,
         env: dict[str, str] | None = None,
+        root: Path | None = None,
     ) -> Proc:
+        """``root``: the gateway of another checkout (an older commit), measured beside this one."""
         port = free_port()
         proc = spawn(
             name,
@@ -243,7 +245,7 @@ class Bench:
             self.logs,
             cpus=cpus,
             url=f"http://127.0.0.1:{port}",
-            cwd=self.product_root,
+            cwd=root or self.product_root,
         )
         self.procs[name] = proc
         await wait_http(proc, "/readyz")
