@@ -328,6 +328,12 @@ def _schemas() -> dict[str, Schema]:
                 "status": {"type": "integer", "minimum": 400, "maximum": 599},
                 "detail": {"type": "string"},
                 "errors": {"type": "array", "items": _schema("FieldError")},
+                "nothing_changed": {
+                    "const": True,
+                    "description": "503 only, and only where proven (a send that never reached Redis, or "
+                    "whose outcome the gateway found out): the call changed nothing, so even a call that is "
+                    "not idempotent may be repeated. Absent from a 503 after a write whose reply was lost.",
+                },
             },
         },
         "ValidationProblem": {

@@ -26,7 +26,7 @@ vendor this one file. The error tree::
         ├── UnsupportedMediaTypeError  415
         ├── ValidationError         422 with ``errors``: one ``FieldError`` per bad field
         ├── RateLimitedError        429 with ``retry_after``
-        ├── ServiceUnavailableError 503 Redis unavailable: nothing was accepted
+        ├── ServiceUnavailableError 503 Redis unavailable (``nothing_changed``: proven nothing was accepted)
         │   └── OutcomeUnknownError 503 ``/outcome-unknown``: maybe stored; retry only with the same key
         └── ServerError             any other 5xx
 """
@@ -125,6 +125,7 @@ class ApiError(SmsGatewayClientError):
         detail: str = "",
         errors: Sequence[FieldError] = (),
         retry_after: float | None = None,
+        nothing_changed: bool = False,
     ) -> None:
         self.status = status
         self.type = type
@@ -132,6 +133,7 @@ class ApiError(SmsGatewayClientError):
         self.detail = detail
         self.errors: tuple[FieldError, ...] = tuple(errors)
         self.retry_after = retry_after
+        self.nothing_changed = nothing_changed  # the gateway proved the call changed nothing (503)
         super().__init__(f"{status} {title}: {detail}" if detail else f"{status} {title}")
 
 
@@ -172,9 +174,12 @@ class RateLimitedError(ApiError):
 
 
 class ServiceUnavailableError(ApiError):
-    """503: the gateway's Redis is unavailable, nothing was accepted; safe to retry after ``retry_after``.
+    """503: the gateway's Redis is unavailable; retry after ``retry_after``. ``nothing_changed`` when the
+    gateway proved the call changed nothing (a send: nothing was accepted), so that even a call that is not
+    idempotent may be repeated; otherwise a write may have happened (a check, a cancel or a resend whose
+    Redis reply timed out) and only an idempotent repeat is safe.
 
-    Except its subclass ``OutcomeUnknownError``, where the gateway could not tell.
+    Its subclass ``OutcomeUnknownError``: a send the gateway could not tell was stored or not.
     """
 
 
@@ -799,15 +804,12 @@ class SmsGatewayClient(_VerificationCalls):
 
 
 def _nothing_stored(exc: ApiError) -> bool:
-    """The answer proves the call changed nothing: a 429, or a 503 of the gateway's own that is not
-    ``/outcome-unknown`` (a proxy's 503 without the gateway's problem details may have forwarded it)."""
+    """The answer proves the call changed nothing: a 429, or a gateway 503 that says so
+    (``"nothing_changed": true``). Any other 503 may follow a write that happened: a proxy's (it may have
+    forwarded the call), ``/outcome-unknown``, or a check or cancel whose Redis reply timed out."""
     if isinstance(exc, RateLimitedError):
         return True
-    return (
-        isinstance(exc, ServiceUnavailableError)
-        and not isinstance(exc, OutcomeUnknownError)
-        and exc.type != "about:blank"
-    )
+    return isinstance(exc, ServiceUnavailableError) and exc.nothing_changed
 
 
 def _segment(value: str) -> str:
@@ -856,4 +858,5 @@ def _api_error(response: aiohttp.ClientResponse, raw: bytes) -> ApiError:
         detail=str(body.get("detail", "")),
         errors=errors,
         retry_after=_retry_after(response.headers.get("Retry-After")),
+        nothing_changed=body.get("nothing_changed") is True,
     )

@@ -144,10 +144,14 @@ class TooManyRequests(ProblemError):
 
 
 class ServiceUnavailable(ProblemError):
+    """``nothing_changed``: the extension member ``"nothing_changed": true``, said only where proven (an
+    accept that never reached Redis or was found out): a caller may repeat even a call not idempotent."""
+
     status, slug, title = 503, "unavailable", "Service unavailable"
 
-    def __init__(self, detail: str, retry_after: int = 1) -> None:
-        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+    def __init__(self, detail: str, retry_after: int = 1, *, nothing_changed: bool = False) -> None:
+        extra = {"nothing_changed": True} if nothing_changed else {}
+        super().__init__(detail, headers={"Retry-After": str(retry_after)}, **extra)
 
 
 class OutcomeUnknownProblem(ServiceUnavailable):

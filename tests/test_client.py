@@ -410,8 +410,8 @@ MESSAGE = {
 }
 
 
-def _problem(status: int, slug: str, retry_after: int | None = 1) -> web.Response:
-    body = {"type": PROBLEMS + slug, "title": slug, "status": status, "detail": slug}
+def _problem(status: int, slug: str, retry_after: int | None = 1, **extra: object) -> web.Response:
+    body = {"type": PROBLEMS + slug, "title": slug, "status": status, "detail": slug, **extra}
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
     return web.json_response(body, status=status, content_type="application/problem+json", headers=headers)
 
@@ -437,7 +437,9 @@ class Scripted:
             return web.json_response(MESSAGE, status=202)
         if step == "unknown":
             return _problem(503, "outcome-unknown")
-        if step == "unavailable":
+        if step == "unavailable":  # an accept that provably stored nothing (never reached Redis, found out)
+            return _problem(503, "unavailable", nothing_changed=True)
+        if step == "maybe":  # the gateway's 503 for a write whose Redis reply timed out: it may have happened
             return _problem(503, "unavailable")
         if step == "limited":
             return _problem(429, "rate-limited")
@@ -479,6 +481,7 @@ async def _scripted_send(
         (["stall", "accept"], TransportError),
         (["cut", "accept"], TransportError),
         (["proxy", "accept"], ServiceUnavailableError),
+        (["maybe", "accept"], ServiceUnavailableError),
     ],
 )
 async def test_a_send_without_key_is_never_resent_after_an_answer_that_may_mean_stored(

@@ -92,8 +92,9 @@ def answer(request: web.Request, exc: Exception) -> web.Response:
         log.warning("redis.unavailable", error=str(exc))
         request[REDIS_ERROR] = True
         # "Nothing was accepted" only where it was proven (an accept); any other write may have happened.
-        advice = _nothing_accepted(request) if isinstance(exc, NothingAccepted) else "retry later"
-        return problem_response(ServiceUnavailable(f"{exc}; {advice}"))
+        proven = isinstance(exc, NothingAccepted)
+        advice = _nothing_accepted(request) if proven else "retry later"
+        return problem_response(ServiceUnavailable(f"{exc}; {advice}", nothing_changed=proven))
     if isinstance(exc, ConnectionError):  # the caller hung up mid-request: nobody to answer, nothing broken
         log.info("request.client_gone", error=type(exc).__name__)
         problem = ProblemError("the client closed the connection")

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import secrets
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -514,3 +515,28 @@ async def test_a_verification_whose_key_cannot_be_finished_is_still_answered_201
     assert first[0] == 201, f"a create whose SMS is stored was answered {first}"
     assert retry[0] == 201 and retry[1]["id"] == first[1]["id"], (first, retry)
     assert len(verifications) == 1, verifications
+
+
+async def test_a_cancel_whose_reply_is_late_does_not_claim_nothing_changed(
+    redis: Redis, redis_server: EmbeddedRedis
+) -> None:
+    """Redis ran the cancel; its reply is held past the timeout. The 503 must not say (in words or in the
+    ``nothing_changed`` member a client repeats a non-idempotent call on) that nothing happened: the message
+    is cancelled (an accept that never reached Redis says both: tests/gateway/test_messages.py)."""
+    cancel = hashlib.sha1(source("cancel").encode()).hexdigest()
+    async with (
+        RedisProxy(redis_server.port) as proxy,
+        Stack(proxy.url, env=_late_env(), worker=False) as stack,
+    ):
+        later = datetime.now(UTC) + timedelta(days=1)
+        sent = await stack.send({"to": "995591600030", "text": "later", "send_at": later.isoformat()})
+        proxy.delay_replies(LATE, when_request_contains=cancel)
+        url = f"{stack.url}/v1/messages/{sent['id']}"
+        async with stack.http.delete(url, headers=stack.auth()) as response:
+            late = (response.status, await response.json(content_type=None))
+        proxy.no_delay()
+        assert proxy.delayed >= 1, "the proxy delayed nothing: the fault did not happen"
+        status = str(await redis.hget(f"smsgw:msg:{sent['id']}", "r:995591600030")).split("|")[0]
+    assert status == "cancelled", status
+    assert late[0] == 503 and "nothing_changed" not in late[1], late
+    assert "nothing was accepted" not in late[1]["detail"], late

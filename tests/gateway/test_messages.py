@@ -320,6 +320,7 @@ async def test_redis_down_is_503_fast_and_recovers_by_itself(own_redis: Embedded
         assert time.monotonic() - started < 2.0
         body = problem(down, 503, "unavailable")
         assert "nothing was accepted" in body["detail"]
+        assert body["nothing_changed"] is True  # proven: the accept never reached Redis
         assert down.headers["Retry-After"].isdigit()
         keyed = await call(
             stack,
