@@ -12,7 +12,7 @@ SmsGatewayError
 │   ├── UnsupportedMedia     415 not JSON
 │   ├── ValidationFailed     422 with ``errors``: a list of {field, message}
 │   ├── TooManyRequests      429 with Retry-After
-│   ├── ServiceUnavailable   503 Redis unavailable: nothing was accepted
+│   ├── ServiceUnavailable   503 Redis unavailable (``nothing_changed`` where proven nothing was accepted)
 │   └── OutcomeUnknownProblem  503 …/outcome-unknown: stored or not could not be established; retry with the
 │                            same Idempotency-Key is safe
 ├── StoreError               what the Redis store could not do (raised only by smsgw.store)

@@ -31,6 +31,7 @@ from smsgw.errors import (
     Conflict,
     Forbidden,
     NotFound,
+    NothingAccepted,
     StoreOutcomeUnknown,
     StoreUnavailable,
     ValidationFailed,
@@ -159,13 +160,16 @@ async def _take_back(
     gw: Gateway, verify: Verifier, key: str, undo: dict[str, Any], failure: Exception
 ) -> None:
     """After a failed submit that provably stored nothing, undo the create or resend (best effort: with
-    Redis gone the record just expires). When the SMS may have been stored (outcome unknown), keep it."""
+    Redis gone the record just expires). When the SMS may have been stored (outcome unknown), keep it. An
+    undo that fails turns "nothing was accepted" into a plain outage: the record is still there."""
     if isinstance(failure, StoreOutcomeUnknown):
         return
     try:
         await verify.store.undo(undo["id"], key, undo)
     except StoreUnavailable as exc:
         log.warning("verification.undo_failed", verification_id=undo["id"], error=str(exc))
+        if isinstance(failure, NothingAccepted):  # the create or resend stays: do not say nothing changed
+            raise StoreUnavailable(f"{failure}; the verification was not taken back") from None
 
 
 def _refused(

@@ -16,7 +16,9 @@ from typing import Any, TypeVar, cast
 
 import redis.exceptions
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 
 from smsgw.errors import StoreUnavailable
 from smsgw.settings import Settings
@@ -94,6 +96,11 @@ def _client(settings: Settings, cls: type[R], socket_timeout: float | None, **ex
         "socket_connect_timeout": settings.redis_timeout,
         "health_check_interval": 30,
         "max_connections": MAX_CONNECTIONS,
+        # redis-py never sends a command again by itself: a script sent twice could run twice, and
+        # ``maybe_sent`` reads "Error ... connecting to" as "nothing reached Redis", which a retry's
+        # reconnect after a timeout would make false. Explicit, so ``retry_on_timeout=true`` in
+        # SMSGW_REDIS_URL cannot turn retries on (it only adds error types to a retry of 0 attempts).
+        "retry": Retry(NoBackoff(), 0),
         **extra,
     }
     if settings.redis_password:

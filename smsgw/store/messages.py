@@ -246,6 +246,7 @@ class Messages:
                     mark = await self._redis.get(facade_retry)
                 if mark is not None:
                     original, facade_id = _parse_mark(str(mark))
+                    await self.replicated(facade_retry, original)  # with WAIT: durable before "sent"
                     return Replayed(original, 200, None, facade_id)
         except StoreUnavailable:
             raise StoreOutcomeUnknown(

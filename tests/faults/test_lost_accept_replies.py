@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pytest
 import redis.exceptions
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -127,7 +129,13 @@ calls = st.lists(st.tuples(st.integers(0, 5), st.sampled_from(FATES)), min_size=
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# HYPOTHESIS_PROFILE=long: a local soak (600 examples, a few minutes), as for tests/store/test_stateful.py.
+LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
+EXAMPLES = 600 if LONG else 40
+
+
+@pytest.mark.timeout(0 if LONG else 120)
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(kinds=st.lists(st.sampled_from(KINDS), min_size=6, max_size=6), run=calls)
 def test_every_answer_after_a_lost_reply_is_true(
     redis_server: EmbeddedRedis, kinds: list[str], run: list[Call]

@@ -8,7 +8,9 @@ import pytest
 from redis.asyncio import Redis
 
 from smsgw.errors import StoreUnavailable
-from smsgw.store.connection import maybe_sent, translated
+from smsgw.settings import Settings
+from smsgw.store.connection import connect, maybe_sent, translated
+from tests.harness import base_env
 
 
 async def test_a_script_redis_does_not_have_is_an_outage_that_did_not_run(redis: Redis) -> None:
@@ -20,3 +22,20 @@ async def test_a_script_redis_does_not_have_is_an_outage_that_did_not_run(redis:
     with pytest.raises(Exception) as raw:  # noqa: PT011 - the raw reply, as the accept path's find-out sees it
         await redis.evalsha(missing, 0)
     assert not maybe_sent(raw.value), raw.value
+
+
+async def test_redis_py_never_resends_a_command_whatever_the_url_says(redis_url: str) -> None:
+    """``maybe_sent`` trusts "connecting to" as "nothing reached Redis"; a retry after a timeout would make it
+    false (the first send ran, the reconnect was refused), and a re-sent script could run twice."""
+    settings = Settings.from_env(base_env(f"{redis_url}?retry_on_timeout=true", "http://127.0.0.1:9/v1"))
+    client = connect(settings)
+    try:
+        assert await client.ping()
+        connection = await client.connection_pool.get_connection()
+        try:
+            assert connection.retry_on_timeout  # the URL asked for it; it must change nothing
+            assert connection.retry._retries == 0  # redis-py 5 has no public reader
+        finally:
+            await client.connection_pool.release(connection)
+    finally:
+        await client.aclose()
