@@ -367,8 +367,8 @@ def _outcome(message: NewMessage, fields: dict[str, str], raw: list[Any]) -> Acc
     if code == 1:
         return Accepted(message.view(fields), int(raw[1]) if raw[1] else None)
     if code == 2:
-        fields = dict(zip(raw[4::2], raw[5::2], strict=True))
-        view = MessageView.parse(str(raw[1]), fields) if fields else None
+        stored = dict(zip(raw[4::2], raw[5::2], strict=True))
+        view = MessageView.parse(str(raw[1]), stored) if stored else None
         return Replayed(str(raw[1]), int(raw[2]), view, int(raw[3]) if raw[3] else None)
     if code == 3:
         message_id = str(raw[1])
