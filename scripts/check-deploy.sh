@@ -129,17 +129,9 @@ if ! "$PYTHON" -c 'import smsgw.settings, smsgw.metrics' 2>/dev/null; then
     "$PYTHON" -m pip install --quiet -e "$ROOT" || { echo "check-deploy: pip install -e . failed" >&2; exit 2; }
 fi
 
-# checkov in its own virtualenv, at the version pyproject's `scan` extra pins (new releases add checks).
-checkov_spec=$("$PYTHON" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["scan"][0])')
-if [ "$("$CHECKOV_VENV/bin/checkov" --version 2>/dev/null)" != "${checkov_spec##*==}" ]; then
-    echo "  installing $checkov_spec into ${CHECKOV_VENV#"$ROOT"/}"
-    t0=$SECONDS
-    { rm -rf "$CHECKOV_VENV" && "$PYTHON" -m venv "$CHECKOV_VENV" \
-        && "$CHECKOV_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$checkov_spec"; } \
-        >"$TMP/checkov-install.log" 2>&1 \
-        || { cat "$TMP/checkov-install.log" >&2; echo "check-deploy: installing checkov failed" >&2; exit 2; }
-    echo "  checkov installed in $((SECONDS - t0))s"
-fi
+# checkov in its own virtualenv (scripts/check may have installed it in the background already).
+PYTHON="$PYTHON" CHECKOV_VENV="$CHECKOV_VENV" bash scripts/deploy/install-checkov.sh \
+    || { echo "check-deploy: installing checkov failed" >&2; exit 2; }
 
 PROMTOOL="${PROMTOOL:-$(command -v promtool || true)}"
 if [ -z "$PROMTOOL" ]; then
