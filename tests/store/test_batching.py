@@ -9,7 +9,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from smsgw.store.batching import FLUSH_AT, Call, ScriptBatcher
+from smsgw.store.batching import EARLY_IN_FLIGHT, FLUSH_AT, Call, ScriptBatcher
 
 ECHO = """
 if ARGV[1] == 'bad' then return redis.error_reply('ERR refused ' .. KEYS[1]) end
@@ -54,6 +54,15 @@ async def test_a_full_batch_leaves_before_the_pass_ends(redis: Redis) -> None:
     assert echo.sizes == [3]
     await asyncio.gather(*calls)
     assert echo.sizes == [3, 1]
+
+
+async def test_early_batches_are_capped_so_a_crowd_does_not_take_a_connection_per_batch(redis: Redis) -> None:
+    echo = batcher(redis, flush_at=2)
+    calls = 2 * EARLY_IN_FLIGHT + 4
+    answers = await asyncio.gather(*(echo(["n"], [str(i)]) for i in range(calls)))
+    assert [answer for answer, _ in answers] == [str(i) for i in range(calls)]
+    # EARLY_IN_FLIGHT full batches left early (all still on their way in this pass); the rest went as one.
+    assert echo.sizes == [2] * EARLY_IN_FLIGHT + [4]
 
 
 async def test_a_lone_call_leaves_at_the_end_of_its_pass(redis: Redis) -> None:
