@@ -369,18 +369,25 @@ async def test_a_callback_is_answered_ok_only_once_the_replicas_have_it(
         with _stopped(replica):
             async with stack.http.get(url, params=query) as answer:
                 during = answer.status
-        async with stack.http.get(url, params=query) as again:
-            after = again.status
+        # uBill's retries: the resumed replica acknowledges within its own time (a loaded machine can take
+        # longer than the WAIT timeout), so a retry may meet 503 again before the 200.
+        repeats: list[int] = []
+        while not repeats or (repeats[-1] == 503 and len(repeats) < 20):
+            async with stack.http.get(url, params=query) as again:
+                repeats.append(again.status)
+            await asyncio.sleep(0.2 if repeats[-1] == 503 else 0)
         async with stack.http.get(f"{stack.url}/metrics") as scrape:
             metrics = await scrape.text()
     assert during == 503, during
-    assert after == 200, after
+    assert repeats[-1] == 200 and set(repeats[:-1]) <= {503}, repeats
     counted = {
         line.split('outcome="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
         for line in metrics.splitlines()
         if line.startswith("smsgw_callbacks_total{") and 'status="delivered"' in line
     }
-    assert counted == {"orphaned": 2.0, "unconfirmed": 1.0}, counted  # each delivery kept; one answered 503
+    # Each delivery is kept (orphaned: no such smsID was sent); every one answered 503 is counted unconfirmed.
+    unconfirmed = repeats.count(503) + 1
+    assert counted == {"orphaned": float(unconfirmed + 1), "unconfirmed": float(unconfirmed)}, counted
 
 
 def _in(seconds: int) -> str:
