@@ -203,7 +203,7 @@ async def _after_resume(attempt: Callable[[], Awaitable[int]], until: int) -> li
     than the 0.3 s WAIT), so 503 may come again before ``until``. Every answer, in order (it stops at any
     answer but 503, so an unexpected one is the last)."""
     answers: list[int] = []
-    while not answers or (answers[-1] not in (until,) and answers[-1] == 503 and len(answers) < 25):
+    while not answers or (answers[-1] != until and answers[-1] == 503 and len(answers) < 25):
         answers.append(await attempt())
         if answers[-1] == 503:
             await asyncio.sleep(0.2)
