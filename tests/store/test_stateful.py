@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from smsgw.devtools.redis import EmbeddedRedis
@@ -67,6 +67,16 @@ MUST_REACH = (
 )
 
 
+# Derandomized is not the same examples everywhere: Hypothesis's generation also depends on the memory layout
+# of the rules (their hashes), which changes with whatever the process imported before. A floor state the
+# first batch missed is looked for by at most two more, smaller batches of fixed seeds; each runs every check.
+EXTRA_SEEDS = (1, 2)
+
+
+def extra_profile() -> settings:
+    return settings(profile(), max_examples=60)
+
+
 def profile() -> settings:
     return PROFILES["long" if os.environ.get("HYPOTHESIS_PROFILE") == "long" else "default"]
 
@@ -85,15 +95,21 @@ def test_every_interleaving_keeps_the_invariants(redis_server: EmbeddedRedis, cl
         def __init__(self) -> None:
             super().__init__(redis_server.url)
 
-    run_state_machine_as_test(OnTheSessionRedis, settings=profile())
-    print()
-    for what, count in sorted(REACHED.items()):
-        print(f"{count:8d}  {what}")
     # A takeover needs a worker provably gone by Redis's own clock; on a loaded machine (two test processes)
     # the fixed examples may not reach one, so only the long profile insists (tests/worker/test_send_once.py
     # drives a takeover deterministically).
     floor = (*MUST_REACH, "take: Orphaned") if os.environ.get("HYPOTHESIS_PROFILE") == "long" else MUST_REACH
-    missing = [what for what in floor if not REACHED[what]]
+    missing = list(floor)
+    for batch in range(1 + len(EXTRA_SEEDS)):
+        machine = OnTheSessionRedis if batch == 0 else seed(EXTRA_SEEDS[batch - 1])(OnTheSessionRedis)
+        run_state_machine_as_test(machine, settings=profile() if batch == 0 else extra_profile())
+        missing = [what for what in floor if not REACHED[what]]
+        if not missing:
+            break
+        print(f"\nbatch {batch + 1} left {missing} unreached: another batch")
+    print()
+    for what, count in sorted(REACHED.items()):
+        print(f"{count:8d}  {what}")
     assert not missing, f"the runs never reached {missing}: the invariants were not exercised there"
 
 
