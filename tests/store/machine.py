@@ -2,7 +2,8 @@
 with ``invariants.py`` checked after every step.
 
 It drives the store's own Python API: ``Messages.accept`` (Idempotency-Keys, client rates, the facade and
-its retries, fixed ids), ``cancel`` and ``view``; ``Dispatch.take`` for three simulated workers (with and
+its retries, fixed ids; its reply answered, lost after Redis ran the script or never sent, each answer
+checked against the model), ``cancel`` and ``view``; ``Dispatch.take`` for three simulated workers (with and
 without a uBill capacity limit), ``settle`` with every outcome, ``beat`` and ``sign_off``;
 ``Deliveries.apply`` for callbacks (ours, early, duplicated, out of order, foreign, for lost answers);
 a settle written again any time later (a lost reply's retry, or one the replicas did not confirm);
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import inspect
 import time
@@ -24,6 +26,7 @@ from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+import redis.exceptions
 from hypothesis import event as hypothesis_event
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
@@ -31,6 +34,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from redis.asyncio import Redis
 
 from smsgw.command import SendCommand
+from smsgw.errors import NothingAccepted
 from smsgw.store import keys
 from smsgw.store.delivery import Deliveries
 from smsgw.store.dispatch import (
@@ -94,6 +98,10 @@ INDEX = st.integers(0, 30)
 CLIENT_ACTIONS = ["accept"] * 3 + ["again"] * 2 + ["facade", "cancel", "cancel-other", "replay-dead"]
 CODES = st.sampled_from([0, 1, 2, 3, 4])
 CALLS = st.sampled_from(["accept"] * 3 + list(BEHAVIOURS))  # mostly the usual answer
+# What becomes of an accept's reply: answered; lost after Redis ran the script (a cut connection: the store
+# finds out); never sent (a refused connection: "nothing was accepted"). Scripts run after the deadline are
+# tests/faults/test_lost_accept_replies.py's (here deadlines are an hour ahead, on Redis's real clock).
+FATES = st.sampled_from(["answered"] * 8 + ["lost", "unsent"])
 
 
 def event(what: str) -> None:
@@ -187,6 +195,22 @@ class Rewrite:
     next_at: int
 
 
+class LossyBoundary:
+    """The accept's one boundary with Redis, with a fate for its next call (as in the lost-replies test)."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self.fate = "answered"
+
+    async def __call__(self, keys_: list[Any], args: list[Any]) -> Any:
+        if self.fate == "unsent":
+            raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+        answer = await self._real(keys_, args)
+        if self.fate == "lost":
+            raise redis.exceptions.ConnectionError("Connection reset by peer")
+        return answer
+
+
 class StoreMachine(RuleBasedStateMachine):
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -198,6 +222,17 @@ class StoreMachine(RuleBasedStateMachine):
         CLOCK.ms = time.time_ns() // 1_000_000
         self.scripts = Scripts.load(self.redis)
         self.messages = Messages(self.redis, self.scripts, timeout=STORE_TIMEOUT_S)
+        # The same store behind a lossy boundary. Its find-out asks as it would once the deadline (an hour
+        # ahead here) had passed: by then the script has run (lost) or never will (unsent).
+        real_findout = self.scripts.findout
+
+        async def after_deadline(keys: Any = None, args: Any = None, client: Any = None) -> Any:
+            return await real_findout(keys=keys, args=[args[0], 0])
+
+        lossy_scripts = dataclasses.replace(self.scripts, findout=after_deadline)  # type: ignore[arg-type]
+        self.lossy = Messages(self.redis, lossy_scripts, timeout=STORE_TIMEOUT_S)
+        self.boundary = LossyBoundary(self.lossy._accept)
+        self.lossy._accept = self.boundary  # type: ignore[assignment]
         self.deliveries = Deliveries(
             self.redis,
             self.scripts,
@@ -302,20 +337,24 @@ class StoreMachine(RuleBasedStateMachine):
             self.accept(request)
             self.holds()
 
-    @rule(action=st.sampled_from(CLIENT_ACTIONS), request=REQUESTS, i=INDEX)
-    def client(self, action: str, request: Request, i: int) -> None:
+    @rule(action=st.sampled_from(CLIENT_ACTIONS), request=REQUESTS, i=INDEX, fate=FATES)
+    def client(self, action: str, request: Request, i: int, fate: str) -> None:
         """What callers and admins do: ``accept``; ``again``: a caller's retry of an earlier request (a new
         message id, as the gateway makes one per request); ``facade``: a uBill client repeats a facade
         call (its original while the first answer was not definite, else a new send), or the gateway gives a
         facade call a definite answer; ``cancel``, ``cancel-other`` (another client's id);
-        ``replay-dead``: an admin replays a dead letter. An action that cannot apply does nothing."""
+        ``replay-dead``: an admin replays a dead letter. An action that cannot apply does nothing.
+        ``fate``: what becomes of a send's reply (``FATES``)."""
         full = len(self.stored) >= MAX_MESSAGES
         if action == "accept" and not full:
-            self.accept(request)
+            self.accept(request, fate)
         elif action == "again" and self.requests and not full:
-            self._send(self.requests[i % len(self.requests)])
+            self._send(self.requests[i % len(self.requests)], fate=fate)
         elif action == "facade" and self._facade_calls() and not full:
-            (self.facade_retry if i % 3 else self.facade_answered)(i // 3)
+            if i % 3:
+                self.facade_retry(i // 3, fate)
+            else:
+                self.facade_answered(i // 3)
         elif action.startswith("cancel") and self.stored:
             self.cancel(i, wrong_client=action == "cancel-other")
         elif action == "replay-dead" and self._dead_units():
@@ -323,19 +362,19 @@ class StoreMachine(RuleBasedStateMachine):
         else:
             self._begin(Step("quiet"))
 
-    def accept(self, request: Request) -> None:
+    def accept(self, request: Request, fate: str = "answered") -> None:
         self.requests.append(request)
-        self._send(request)
+        self._send(request, fate=fate)
 
     def _facade_calls(self) -> list[Stored]:
         return [s for s in self.stored.values() if s.retry_key]
 
-    def facade_retry(self, i: int) -> None:
+    def facade_retry(self, i: int, fate: str) -> None:
         calls = self._facade_calls()
         first = calls[i % len(calls)]
         holder = next((s for s in calls if s.retry_key == first.retry_key and s.marked), None)
         request = Request(first.client, first.lane, (NUMBERS[0],), facade=True)
-        self._send(request, retry_key=first.retry_key, retry_of=holder)
+        self._send(request, retry_key=first.retry_key, retry_of=holder, fate=fate)
 
     def facade_answered(self, i: int) -> None:
         """Any facade call's answer, late or not: it removes the mark only while the mark still names it."""
@@ -353,7 +392,12 @@ class StoreMachine(RuleBasedStateMachine):
         event("facade: answered" if answered in holders else "facade: answered late")
 
     def _send(
-        self, request: Request, *, retry_key: str | None = None, retry_of: Stored | None = None
+        self,
+        request: Request,
+        *,
+        retry_key: str | None = None,
+        retry_of: Stored | None = None,
+        fate: str = "answered",
     ) -> None:
         self._begin(Step("accept"))
         message_id = f"m{self.counter}"
@@ -375,29 +419,42 @@ class StoreMachine(RuleBasedStateMachine):
         recorded = self._idempotency_record(idem) if idem is not None else None
         if request.facade and idem is None and retry_key is None:  # the gateway's fingerprint of the call
             retry_key = keys.facade_retry(request.client, f"fp-{message_id}")
-        outcome = self.run(
-            self.messages.accept(
-                message,
-                ttl_s=MESSAGE_TTL_S,
-                limit=LIMITS.get(request.client),
-                idempotency=idem,
-                facade=request.facade,
-                facade_retry=retry_key,
+        self.boundary.fate = fate
+        try:
+            outcome = self.run(
+                (self.messages if fate == "answered" else self.lossy).accept(
+                    message,
+                    ttl_s=MESSAGE_TTL_S,
+                    limit=LIMITS.get(request.client),
+                    idempotency=idem,
+                    facade=request.facade,
+                    facade_retry=retry_key,
+                )
             )
-        )
-        event(f"accept: {type(outcome).__name__}")
+        except NothingAccepted:
+            outcome = None
+        told = "NothingAccepted" if outcome is None else type(outcome).__name__
+        event(f"accept: {told}" + ("" if fate == "answered" else f" (reply {fate})"))
+        if fate == "unsent":  # nothing reached Redis: no token spent, nothing written, and the caller is told
+            assert outcome is None, outcome
+            return
         # What the accept script decides, in its order: the client's rate, the Idempotency-Key, a facade
         # retry, the write.
+        if fate == "lost" and self.tokens.get(request.client) == 0:
+            # Refused on the rate, reply lost: the find-out sees nothing stored and answers what an earlier
+            # request under the same key or fingerprint was answered, else "nothing was accepted" (true).
+            if recorded is not None:
+                self._check_replay(request, recorded, outcome)
+            elif retry_of is not None:
+                assert outcome == Replayed(retry_of.id, 200, None, retry_of.facade_id), outcome
+            else:
+                assert outcome is None, outcome
+            return
+        assert outcome is not None, f"told nothing was accepted ({fate}), but Redis ran the script"
         if not self._spend_token(request.client, outcome):
             return
         if recorded is not None:
-            body, first, fid, _ = recorded
-            if body != request.body:
-                assert isinstance(outcome, Mismatch), outcome
-                return
-            assert isinstance(outcome, Replayed), outcome
-            assert (outcome.message_id, outcome.status_code, outcome.facade_id) == (first, 202, fid)
-            assert outcome.view is not None and outcome.view == self.run(self.messages.view(first))
+            self._check_replay(request, recorded, outcome)
             return
         if retry_of is not None:
             assert outcome == Replayed(retry_of.id, 200, None, retry_of.facade_id), outcome
@@ -424,6 +481,18 @@ class StoreMachine(RuleBasedStateMachine):
                 fid,
                 expires,
             )
+
+    def _check_replay(
+        self, request: Request, recorded: tuple[str, str, int | None, int], outcome: object
+    ) -> None:
+        """A key's repeat: its record answers (422 for another body)."""
+        body, first, fid, _ = recorded
+        if body != request.body:
+            assert isinstance(outcome, Mismatch), outcome
+            return
+        assert isinstance(outcome, Replayed), outcome
+        assert (outcome.message_id, outcome.status_code, outcome.facade_id) == (first, 202, fid)
+        assert outcome.view is not None and outcome.view == self.run(self.messages.view(first))
 
     def _idempotency_record(self, idem: Idempotency) -> tuple[str, str, int | None, int] | None:
         """The key's record while it lives (24 h)."""

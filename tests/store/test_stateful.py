@@ -64,6 +64,9 @@ MUST_REACH = (
     "callback: orphaned (foreign)",
     "cancel: some",
     "replay: Accepted",
+    "accept: Accepted (reply lost)",
+    "accept: Replayed (reply lost)",
+    "accept: NothingAccepted (reply unsent)",
 )
 
 
