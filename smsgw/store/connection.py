@@ -28,8 +28,19 @@ __all__ = ["Durability", "connect", "durability", "is_unavailable", "maybe_sent"
 R = TypeVar("R", bound=Redis)
 MAX_CONNECTIONS = 64  # per pool: a process's Redis connections never grow with its callers
 
-# Error replies that mean "Redis cannot do its job right now", not "this request is wrong".
-_OUTAGE_REPLIES = ("OOM", "MISCONF", "READONLY", "LOADING", "MASTERDOWN", "NOREPLICAS", "BUSY", "TRYAGAIN")
+# Error replies that mean "Redis cannot do its job right now", not "this request is wrong". UNBLOCKED is what
+# a blocked command (a worker's BLPOP) gets when a failover turns its Redis into a replica.
+_OUTAGE_REPLIES = (
+    "OOM",
+    "MISCONF",
+    "READONLY",
+    "LOADING",
+    "MASTERDOWN",
+    "NOREPLICAS",
+    "BUSY",
+    "TRYAGAIN",
+    "UNBLOCKED",
+)
 
 
 # redis-py strips the code of these replies and raises a class of its own instead.
