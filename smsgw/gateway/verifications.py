@@ -165,11 +165,12 @@ async def _take_back(
     if isinstance(failure, StoreOutcomeUnknown):
         return
     try:
-        await verify.store.undo(undo["id"], key, undo)
+        undone = await verify.store.undo(undo["id"], key, undo)
     except StoreUnavailable as exc:
         log.warning("verification.undo_failed", verification_id=undo["id"], error=str(exc))
-        if isinstance(failure, NothingAccepted):  # the create or resend stays: do not say nothing changed
-            raise StoreUnavailable(f"{failure}; the verification was not taken back") from None
+        undone = False
+    if not undone and isinstance(failure, NothingAccepted):  # it stays: do not say nothing changed
+        raise StoreUnavailable(f"{failure}; the verification was not taken back") from None
 
 
 def _refused(
@@ -211,16 +212,29 @@ async def _finish_key(verify: Verifier, record_key: str, digest: str, verificati
 async def _replay_inflight(
     request: web.Request, verify: Verifier, client: Client, record_key: str, digest: str, verification_id: str
 ) -> web.Response:
-    """The key's create has not finished: still running, or answered "outcome unknown" (its SMS stored or
-    not). Once the SMS is stored the create has happened: finish the key and answer it; until then, 409."""
+    """The key's create has not finished: still running, given up by its request (Redis ran its create
+    script only after the gateway's timeout, or its SMS's accept too late to write), or answered "outcome
+    unknown". Once the SMS is stored the create has happened: finish the key and answer it. While it is not,
+    this request stores it: the same code under the message id the record names, which the accept script
+    writes at most once, so the first request's accept, still running or not, cannot add a second SMS."""
     gw = request.app[GATEWAY]
     existing = await verify.store.load(verification_id)
-    if (
-        existing is None
-        or existing.client != client.name
-        or not await gw.store.messages.exists(existing.message_id)
-    ):
+    if existing is None or existing.client != client.name:
         raise Conflict("a request with this Idempotency-Key is still being processed")
+    if not await gw.store.messages.exists(existing.message_id):
+        now = now_ms()
+        if existing.status_at(now) != "pending" or not existing.sealed_code:
+            raise Conflict("a request with this Idempotency-Key is still being processed")
+        code = gw.settings.verify.keyring.open(existing.sealed_code, code_context(existing.id))
+        request[MESSAGE_ID] = existing.message_id
+        with contextlib.suppress(Conflict):  # the first request's accept stored it meanwhile
+            await _send_code(gw, client, existing, code, existing.message_id, now)
+        log.info(
+            "verification.create_taken_over",
+            verification_id=existing.id,
+            client=client.name,
+            number=mask(existing.number),
+        )
     await _finish_key(verify, record_key, digest, verification_id)
     request[MESSAGE_ID] = existing.message_id
     await gw.store.messages.replicated(record_key, existing.message_id)
@@ -295,6 +309,8 @@ async def start_verification(request: web.Request) -> web.Response:
     request[MESSAGE_ID] = message_id
     try:
         await _send_code(gw, client, view, code, message_id, now)
+    except Conflict:
+        pass  # a retry with the same key stored this SMS (``_replay_inflight``): the create has happened
     except Exception as failure:
         undo = {"id": verification_id, "mode": "create", "mid": message_id, "digest": digest}
         await _take_back(gw, verify, record_key, undo, failure)

@@ -73,12 +73,14 @@ class Verifications:
             )
         return result
 
-    async def undo(self, verification_id: str, record_key: str, undo: dict[str, Any]) -> None:
-        """Take back a create or resend whose SMS provably was not stored."""
+    async def undo(self, verification_id: str, record_key: str, undo: dict[str, Any]) -> bool:
+        """Take back a create or resend whose SMS provably was not stored; False when its SMS is stored after
+        all (under the same id, by a retry with the create's key), which leaves everything as it is."""
         with translated():
-            await self._scripts.undo(
+            done = await self._scripts.undo(
                 keys=[keys.verification(verification_id), record_key], args=[orjson.dumps(undo)]
             )
+        return bool(done)
 
     async def take_sweep_turn(self, interval: float) -> bool:
         with translated():

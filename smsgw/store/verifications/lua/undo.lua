@@ -2,8 +2,11 @@
 -- the record (create) or its send count (resend), and the abuse-window entries it took.
 -- KEYS[1] record   KEYS[2] idempotency key ('' = none)
 -- ARGV[1] JSON {id, mode: 'create' | 'resend', mid, digest, prev_mid, prev_last}
+-- Returns 1 (taken back), or 0 when the SMS (message mid) is stored: then nothing is touched.
 local a = cjson.decode(ARGV[1])
 local key = KEYS[1]
+-- Stored after all (a retry with the create's key sent the same SMS under the same id): nothing to take back.
+if redis.call('EXISTS', P.msg .. a.mid) == 1 then return 0 end
 local v = load(key)
 if v and v.mid == a.mid then
   local wkeys = window_keys(v.to, v.c)
