@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import redis.exceptions
 import structlog
 
 from smsgw.clock import now_ms
@@ -358,6 +359,13 @@ class Dispatcher:
                 )
             except StoreUnavailable as exc:
                 log.warning("dispatch.settle_waiting_for_redis", outcome=outcome.value, error=str(exc))
+                await asyncio.sleep(pause)
+                pause = min(2.0, pause * 2)
+            except redis.exceptions.RedisError:
+                # An error reply nobody listed as an outage (an ACL that denies scripts, say): still Redis not
+                # doing its job. Dropping the answer would leave the unit to the ambiguity policy, which
+                # sends an OTP again; it is held and written again, loudly, until Redis takes it.
+                log.exception("dispatch.settle_failed_holding_answer", outcome=outcome.value)
                 await asyncio.sleep(pause)
                 pause = min(2.0, pause * 2)
 

@@ -77,6 +77,12 @@ class Lane:
                 log.warning("lane.redis_unavailable", lane=self.name, error=str(exc))
                 await asyncio.sleep(pause)
                 pause = min(5.0, pause * 2)
+            except Exception:
+                # Anything else (a reply no one expected, a bug) must not end the lane: the worker would go on
+                # beating and answering /healthz while it never took this lane's work again.
+                log.exception("lane.failed", lane=self.name)
+                await asyncio.sleep(pause)
+                pause = min(5.0, pause * 2)
         if self.running:
             await asyncio.wait(list(self.running.values()))
 
