@@ -91,6 +91,9 @@ BRANDS_TTL: Final = 7 * 86_400  # a brand reading nobody renews (checks turned o
 RECONCILE_GIVE_UP_MS: Final = 2 * 86_400_000  # after two days a missing final status will not come
 SMS_KEPT: Final = "kept"  # an smsID's index entry while callbacks wait for it (never a unit id, "<msg>:<k>")
 TAKE_HEAD: Final = 16  # timers a take reads by rank first: a lane with fewer due costs one read, not two
+# A calling unit's reason while its attempt is one a worker took over from a gone owner (then the owner's id):
+# should the taker lose track of it, a later take hands it back as orphaned again, never as a plain claim.
+TAKEN_OVER: Final = "taken over from "
 
 
 def message(message_id: str) -> str:
@@ -205,4 +208,5 @@ LUA_CONSTANTS: Final[dict[str, str | int]] = {
     "RECONCILE_GIVE_UP_MS": RECONCILE_GIVE_UP_MS,
     "TAKE_HEAD": TAKE_HEAD,
     "SMS_KEPT": SMS_KEPT,
+    "TAKEN_OVER": TAKEN_OVER,
 }

@@ -615,6 +615,12 @@ class StoreMachine(RuleBasedStateMachine):
                 assert unit.state == "new" and now >= view.meta.expires_ms, (job, unit)
             elif isinstance(job, Mine):
                 assert unit.state == "calling" and unit.owner == worker.owner, (job, unit)
+            elif isinstance(job, Orphaned) and unit.owner == worker.owner:
+                # This worker's own takeover, handed back after it lost track of it: still the gone owner's
+                # attempt (whose liveness was judged at the takeover).
+                taken_over = keys.TAKEN_OVER + job.previous_owner
+                assert unit.state == "calling" and unit.reason == taken_over, (job, unit)
+                event("take: Orphaned again (own takeover)")
             elif isinstance(job, Orphaned):
                 assert unit.state == "calling" and unit.owner == job.previous_owner != worker.owner
                 # Provably gone: signed off, or silent for longer than the grace.

@@ -119,6 +119,13 @@ local function dispatching(m, numbers)
   return out
 end
 
+-- The gone owner whose attempt this worker took over, while the unit is still that attempt (else nil).
+local function inherited(unit)
+  local n = string.len(C.TAKEN_OVER)
+  if string.sub(unit.reason, 1, n) == C.TAKEN_OVER then return string.sub(unit.reason, n + 1) end
+  return nil
+end
+
 -- Claim: recipients still waiting become dispatching. A unit whose every number is waiting (open = all) is
 -- written without reading its records: a waiting record holds no smsID, status code or error.
 local function claim(m, unit, numbers)
@@ -167,6 +174,7 @@ for _, member in ipairs(due) do
       if wait > 0 then out[1] = wait break end
       local changed, writes = claim(m, unit, numbers)
       unit.st, unit.owner, unit.at, unit.open = 'calling', owner, now, #changed
+      if inherited(unit) then unit.reason = '' end  -- a new attempt: nothing of the old one is in doubt
       if #changed == 0 then
         unit.st, unit.owner, unit.reason = 'done', '', 'nothing to send'
         no_timer(m)
@@ -185,14 +193,22 @@ for _, member in ipairs(due) do
   elseif unit.st == 'calling' then
     if unit.owner == owner then
       timer(m, now + lease)
-      append(out, {'mine', member, unit.tries, m.ea, m.ca}, dispatching(m, numbers))
+      -- This worker's own claim comes back when it lost track of it (the take's answer lost, the job cut
+      -- short). One it took over is still the gone owner's attempt, which may have reached uBill: orphaned
+      -- again, so the ambiguity policy decides, never "nothing was sent".
+      local previous = inherited(unit)
+      if previous then
+        append(out, {'orphaned', member, previous, unit.tries, m.ea, m.ca}, dispatching(m, numbers))
+      else
+        append(out, {'mine', member, unit.tries, m.ea, m.ca}, dispatching(m, numbers))
+      end
       taken = taken + 1
     else
       local is_gone, recheck = gone(unit.owner)
       if is_gone then
         -- Take the attempt over: its outcome is this worker's to settle (by the ambiguity policy) now.
         local previous = unit.owner
-        unit.owner = owner
+        unit.owner, unit.reason = owner, C.TAKEN_OVER .. previous
         write(m, with_unit(m, unit, {}))
         timer(m, now + lease)
         append(out, {'orphaned', member, previous, unit.tries, m.ea, m.ca}, dispatching(m, numbers))
