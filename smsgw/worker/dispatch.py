@@ -357,15 +357,14 @@ class Dispatcher:
                     next_at_ms=next_at_ms,
                     reconcile_after=reconcile_after,
                 )
-            except StoreUnavailable as exc:
-                log.warning("dispatch.settle_waiting_for_redis", outcome=outcome.value, error=str(exc))
-                await asyncio.sleep(pause)
-                pause = min(2.0, pause * 2)
-            except redis.exceptions.RedisError:
-                # An error reply nobody listed as an outage (an ACL that denies scripts, say): still Redis not
-                # doing its job. Dropping the answer would leave the unit to the ambiguity policy, which
-                # sends an OTP again; it is held and written again, loudly, until Redis takes it.
-                log.exception("dispatch.settle_failed_holding_answer", outcome=outcome.value)
+            except (StoreUnavailable, redis.exceptions.RedisError) as exc:
+                # An outage, or an error reply nobody listed as one (an ACL that denies scripts, say): Redis
+                # not doing its job either way. Dropping the answer would leave the unit to the ambiguity
+                # policy, which sends an OTP again: it is held and written again until Redis takes it.
+                if isinstance(exc, StoreUnavailable):
+                    log.warning("dispatch.settle_waiting_for_redis", outcome=outcome.value, error=str(exc))
+                else:
+                    log.exception("dispatch.settle_failed_holding_answer", outcome=outcome.value)
                 await asyncio.sleep(pause)
                 pause = min(2.0, pause * 2)
 

@@ -73,14 +73,14 @@ class Lane:
                     # Nothing more due: block until an accept nudges us or the next timer (at most a second).
                     await self._store.wait_for_work(self.name, min(IDLE_CAP, taken.idle))
                 pause = 0.1
-            except StoreUnavailable as exc:
-                log.warning("lane.redis_unavailable", lane=self.name, error=str(exc))
-                await asyncio.sleep(pause)
-                pause = min(5.0, pause * 2)
-            except Exception:
-                # Anything else (a reply no one expected, a bug) must not end the lane: the worker would go on
-                # beating and answering /healthz while it never took this lane's work again.
-                log.exception("lane.failed", lane=self.name)
+            except Exception as exc:
+                # An outage is expected; anything else (a reply no one listed, a bug) is logged loudly, but
+                # must not end the lane either: the worker would go on beating and answering /healthz while
+                # it never took this lane's work again.
+                if isinstance(exc, StoreUnavailable):
+                    log.warning("lane.redis_unavailable", lane=self.name, error=str(exc))
+                else:
+                    log.exception("lane.failed", lane=self.name)
                 await asyncio.sleep(pause)
                 pause = min(5.0, pause * 2)
         if self.running:

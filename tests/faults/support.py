@@ -21,6 +21,7 @@ from smsgw.ubill import format_local
 from tests.harness import CALLBACK_KEY, Stack, eventually, spawn
 
 __all__ = [
+    "FAULT_SIGN",
     "PROTECTED_CONFIGS",
     "REDIS_ERROR_FAULTS",
     "admin",
@@ -34,6 +35,8 @@ __all__ = [
     "worker",
 ]
 
+# What a write's error says under each of REDIS_ERROR_FAULTS (``probe_write``: the fault took).
+FAULT_SIGN = {"oom": "maxmemory", "misconf": "MISCONF", "readonly": "read only replica"}
 PROTECTED_CONFIGS = ("--enable-protected-configs", "yes")  # CONFIG SET dir, for the MISCONF fault
 
 

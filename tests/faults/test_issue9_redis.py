@@ -16,6 +16,7 @@ import pytest
 from smsgw.devtools.redis import EmbeddedRedis
 from tests.faults.proxy import RedisProxy
 from tests.faults.support import (
+    FAULT_SIGN,
     REDIS_ERROR_FAULTS,
     admin,
     callback,
@@ -30,7 +31,6 @@ from tests.harness import TOKENS, Stack, astop
 
 PROGRESSED = {"submitted", "sent", "pending", "delivered"}
 FAULT_WORD = {"oom": "OOM", "misconf": "MISCONF", "readonly": "READONLY"}
-FAULT_SIGN = {"oom": "maxmemory", "misconf": "MISCONF", "readonly": "read only replica"}
 
 
 async def _status(stack: Stack, message_id: str) -> str:

@@ -45,6 +45,7 @@ from smsgw.store.messages import (
     Replayed,
 )
 from smsgw.store.scripts import Scripts
+from tests.store.world import LossyBoundary
 
 TIMEOUT_S = 0.25  # the store's Redis timeout: the accept's deadline is this far ahead (less a margin)
 FATES = ("answered", "answered", "lost", "late", "slow", "unsent")
@@ -89,26 +90,21 @@ class Seen:
     late: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
-class Boundary:
-    """The accept's batcher with a fate for its next call."""
+class Boundary(LossyBoundary):
+    """The accept's batcher with a fate for its next call, scripts run after the deadline included."""
 
     def __init__(self, real: Any, redis: Redis, seen: Seen) -> None:
-        self._real, self._redis, self._seen = real, redis, seen
-        self.fate = "answered"
+        super().__init__(real)
+        self._redis, self._seen = redis, seen
 
     async def __call__(self, keys_: list[Any], args: list[Any]) -> Any:
-        if self.fate == "unsent":
-            raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
         if self.fate == "late":  # Redis runs it after the deadline; the gateway has stopped waiting
             self._seen.late.append(asyncio.ensure_future(self._late(keys_, args)))
             raise redis.exceptions.TimeoutError("Timeout reading from 127.0.0.1")
         if self.fate == "slow":  # Redis runs it after the deadline, and its reply (wrote nothing) arrives
             await self._past_deadline(args)
             return await self._real(keys_, args)
-        answer = await self._real(keys_, args)
-        if self.fate == "lost":
-            raise redis.exceptions.ConnectionError("Connection reset by peer")
-        return answer
+        return await super().__call__(keys_, args)
 
     async def _past_deadline(self, args: list[Any]) -> None:
         deadline = int(orjson.loads(args[0])["deadline"])

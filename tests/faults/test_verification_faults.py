@@ -33,6 +33,7 @@ from smsgw.devtools.redis import EmbeddedRedis, free_port
 from smsgw.store.verifications import keys as vkeys
 from smsgw.verify.sealing import code_context
 from tests.faults.support import (
+    FAULT_SIGN,
     REDIS_ERROR_FAULTS,
     admin,
     log_text,
@@ -47,7 +48,6 @@ from tests.harness import TOKENS, Stack, answers_200, astop, eventually, spawn
 from tests.verify.support import CODE, texts_to, wrong
 
 FAULTS = ["oom", "misconf", "readonly", "sigstop", "restart"]
-FAULT_SIGN = {"oom": "maxmemory", "misconf": "MISCONF", "readonly": "read only replica"}
 CODE_LENGTH = 10  # long codes: a code found in a body or a log line is a code, not a coincidence
 ENV = {
     "SMSGW_REDIS_TIMEOUT": "0.5",

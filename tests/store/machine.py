@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
-import redis.exceptions
 from hypothesis import event as hypothesis_event
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
@@ -82,6 +81,7 @@ from tests.store.world import (
     WINDOW,
     Call,
     Callback,
+    LossyBoundary,
     Ubill,
     VirtualClock,
 )
@@ -193,22 +193,6 @@ class Rewrite:
     sms_id: str
     reason: str
     next_at: int
-
-
-class LossyBoundary:
-    """The accept's one boundary with Redis, with a fate for its next call (as in the lost-replies test)."""
-
-    def __init__(self, real: Any) -> None:
-        self._real = real
-        self.fate = "answered"
-
-    async def __call__(self, keys_: list[Any], args: list[Any]) -> Any:
-        if self.fate == "unsent":
-            raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
-        answer = await self._real(keys_, args)
-        if self.fate == "lost":
-            raise redis.exceptions.ConnectionError("Connection reset by peer")
-        return answer
 
 
 class StoreMachine(RuleBasedStateMachine):
@@ -642,9 +626,7 @@ class StoreMachine(RuleBasedStateMachine):
         lanes' demand flags live here, and are written into Redis just before the take, into the real second
         the script reads (and the next one, should it roll over meanwhile), then read back and removed.
         """
-        second = CLOCK.ms // 1000
-        if self.window_second != second:
-            self.window_second, self.window = second, {}
+        self._window_of_now()
         real = int((await self.redis.time())[0])
         windows = [keys.rate_window(s) for s in (real, real + 1)]
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -675,9 +657,7 @@ class StoreMachine(RuleBasedStateMachine):
         in one second: reached or not by chance, so the coverage floor held or failed with the memory
         layout Hypothesis's rule hashes got from whatever was imported before."""
         self._begin(Step("quiet"))
-        second = CLOCK.ms // 1000
-        if self.window_second != second:
-            self.window_second, self.window = second, {}
+        self._window_of_now()
         lane = LANES[lane_i % len(LANES)]
         calls = min(calls, CAPACITY.calls - self.window.get("calls", 0))
         numbers = min(numbers, CAPACITY.numbers - self.window.get("numbers", 0))
@@ -687,6 +667,12 @@ class StoreMachine(RuleBasedStateMachine):
             for name in (dim, f"{dim}:{lane}"):
                 self.window[name] = self.window.get(name, 0) + n
         event("capacity: used by others")
+
+    def _window_of_now(self) -> None:
+        """The capacity counters of the current virtual second (a new second starts empty)."""
+        second = CLOCK.ms // 1000
+        if self.window_second != second:
+            self.window_second, self.window = second, {}
 
     def _check_capacity(self) -> None:
         """No window holds more than the caps (a call bigger than a whole window goes alone)."""

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
+import redis.exceptions
 
 from smsgw.store import delivery as deliveries_module
 from smsgw.store import dispatch, messages
@@ -216,3 +218,21 @@ class Ubill:
                     )
                 earlier.append(call)
         return problems
+
+
+class LossyBoundary:
+    """The accept's one boundary with Redis (``Messages._accept``), with a fate for its next call: answered;
+    the reply lost after Redis ran the script (a cut connection); never sent (a refused connection).
+    ``tests/faults/test_lost_accept_replies.py`` adds scripts Redis runs only after the deadline."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self.fate = "answered"
+
+    async def __call__(self, keys_: list[Any], args: list[Any]) -> Any:
+        if self.fate == "unsent":
+            raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+        answer = await self._real(keys_, args)
+        if self.fate == "lost":
+            raise redis.exceptions.ConnectionError("Connection reset by peer")
+        return answer

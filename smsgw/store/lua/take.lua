@@ -174,7 +174,6 @@ for _, member in ipairs(due) do
       if wait > 0 then out[1] = wait break end
       local changed, writes = claim(m, unit, numbers)
       unit.st, unit.owner, unit.at, unit.open = 'calling', owner, now, #changed
-      if inherited(unit) then unit.reason = '' end  -- a new attempt: nothing of the old one is in doubt
       if #changed == 0 then
         unit.st, unit.owner, unit.reason = 'done', '', 'nothing to send'
         no_timer(m)
